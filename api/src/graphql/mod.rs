@@ -1,0 +1,56 @@
+//! The GraphQL schema: per-domain query and mutation types merged into the roots.
+
+mod accounts;
+mod node;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+
+pub use node::{GlobalId, Node};
+
+use crate::state::AppState;
+
+/// Every query, by domain.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(accounts::AccountQuery, node::NodeQuery);
+
+/// Every mutation, by domain.
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(accounts::AccountMutation);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Deepest accepted selection nesting.
+pub const MAX_DEPTH: usize = 15;
+/// Highest accepted query complexity (each field costs 1 unless it says otherwise).
+pub const MAX_COMPLEXITY: usize = 2_000;
+
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_recursive_depth(32)
+    .limit_directives(10)
+}
+
+/// The schema a running service executes, with its state attached.
+pub fn build_schema(state: AppState) -> AppSchema {
+    let mut builder = builder();
+    if state.settings.environment == crate::config::Environment::Production {
+        builder = builder.disable_suggestions();
+    }
+    builder.data(state).finish()
+}
+
+/// The SDL committed as `schema.graphql`: fields, arguments and enum values sorted so that the
+/// file changes only when the schema does.
+pub fn sdl() -> String {
+    let options = async_graphql::SDLExportOptions::new()
+        .sorted_fields()
+        .sorted_arguments()
+        .sorted_enum_items();
+    builder().finish().sdl_with_options(options)
+}

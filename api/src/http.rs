@@ -1,0 +1,470 @@
+//! HTTP transport: GraphQL over HTTP (`POST`/`GET /graphql`), health checks, metrics, GraphiQL.
+//!
+//! The GraphQL handler is ours rather than async-graphql's stock one, which answers 200 whatever
+//! happens, runs mutations over GET and parses any POST body as JSON. Here:
+//! - the response type is negotiated from `Accept` (`application/graphql-response+json` when the
+//!   client asks for it, else `application/json`; 406 when it accepts neither);
+//! - a mutation over GET is 405 with `Allow: POST`;
+//! - a POST body that is not `application/json` is 415, so a browser's simple request (form or
+//!   `text/plain`) can never run a mutation;
+//! - malformed requests are 400; with `application/graphql-response+json`, so are documents that
+//!   fail to parse or validate;
+//! - bad credentials are 401 with `WWW-Authenticate`.
+
+use std::{collections::HashMap, time::Instant};
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    http::{Method, StatusCode, header},
+    middleware::Next,
+    web,
+};
+use async_graphql::{
+    Variables,
+    parser::{
+        parse_query,
+        types::{DocumentOperations, OperationType, Selection},
+    },
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{auth::authenticate, graphql::AppSchema, state::AppState};
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const APPLICATION_JSON: &str = "application/json";
+
+/// The media type of the response body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResponseType {
+    GraphqlResponseJson,
+    Json,
+}
+
+impl ResponseType {
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::GraphqlResponseJson => "application/graphql-response+json; charset=utf-8",
+            Self::Json => "application/json; charset=utf-8",
+        }
+    }
+}
+
+/// Picks the response type from `Accept`. Clients that name the GraphQL media type get it;
+/// everybody else (no header, `*/*`, `application/json`) gets `application/json`, which legacy
+/// clients expect.
+fn negotiate(request: &HttpRequest) -> Option<ResponseType> {
+    let Some(accept) = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Some(ResponseType::Json);
+    };
+    let mut json = false;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let refused = parts.any(|p| matches!(p.trim().split_once('='), Some(("q", q)) if q.trim().parse::<f32>().is_ok_and(|q| q == 0.0)));
+        if refused {
+            continue;
+        }
+        match media.as_str() {
+            GRAPHQL_RESPONSE_JSON => return Some(ResponseType::GraphqlResponseJson),
+            APPLICATION_JSON | "application/*" | "*/*" => json = true,
+            _ => {}
+        }
+    }
+    json.then_some(ResponseType::Json)
+}
+
+/// The GraphQL-over-HTTP request parameters.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphqlParams {
+    query: String,
+    operation_name: Option<String>,
+    variables: Option<serde_json::Value>,
+    #[expect(
+        dead_code,
+        reason = "accepted per the specification; no extension is implemented"
+    )]
+    extensions: Option<serde_json::Value>,
+}
+
+/// A transport-level failure: a status and one error with a code.
+fn transport_error(
+    status: StatusCode,
+    response_type: ResponseType,
+    code: &str,
+    message: &str,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(response_type.content_type())
+        .json(json!({ "errors": [{ "message": message, "extensions": { "code": code } }] }))
+}
+
+/// `POST /graphql` and `GET /graphql`.
+pub async fn graphql(
+    request: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    schema: web::Data<AppSchema>,
+) -> HttpResponse {
+    let Some(response_type) = negotiate(&request) else {
+        return HttpResponse::NotAcceptable()
+            .content_type("text/plain; charset=utf-8")
+            .body("accept application/graphql-response+json or application/json\n");
+    };
+    let bad_request = |message: &str| {
+        transport_error(
+            StatusCode::BAD_REQUEST,
+            response_type,
+            "BAD_REQUEST",
+            message,
+        )
+    };
+
+    let params = if request.method() == Method::GET {
+        match parse_get_params(request.query_string()) {
+            Ok(params) => params,
+            Err(message) => return bad_request(&message),
+        }
+    } else {
+        if !is_json_content_type(&request) {
+            return transport_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                response_type,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "send the request body as application/json",
+            );
+        }
+        match parse_post_body(&body) {
+            Ok(params) => params,
+            Err(message) => return bad_request(&message),
+        }
+    };
+
+    let variables = match params.variables {
+        None | Some(serde_json::Value::Null) => Variables::default(),
+        Some(value @ serde_json::Value::Object(_)) => Variables::from_json(value),
+        Some(_) => return bad_request("`variables` must be a JSON object"),
+    };
+
+    let operation = inspect_operation(&params.query, params.operation_name.as_deref());
+    if let Some((kind, _)) = &operation {
+        if request.method() == Method::GET && *kind != OperationType::Query {
+            return HttpResponse::MethodNotAllowed()
+                .insert_header((header::ALLOW, "POST"))
+                .content_type(response_type.content_type())
+                .json(json!({ "errors": [{
+                    "message": "only queries may be sent with GET; use POST",
+                    "extensions": { "code": "METHOD_NOT_ALLOWED" } }] }));
+        }
+        if *kind == OperationType::Subscription {
+            return bad_request("subscriptions are served over WebSocket (graphql-transport-ws)");
+        }
+    }
+
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    let viewer = match authenticate(&state, authorization).await {
+        Ok(viewer) => viewer,
+        Err(crate::auth::AuthRejection::Storage(error)) => {
+            tracing::error!(error = ?error, "authentication failed on storage");
+            return transport_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                response_type,
+                "INTERNAL_SERVER_ERROR",
+                "internal server error",
+            );
+        }
+        Err(rejection) => {
+            tracing::warn!(reason = %rejection, "credentials refused");
+            return HttpResponse::Unauthorized()
+                .insert_header((
+                    header::WWW_AUTHENTICATE,
+                    r#"Bearer realm="graphql", error="invalid_token""#,
+                ))
+                .content_type(response_type.content_type())
+                .json(json!({ "errors": [{
+                    "message": "the presented credentials are invalid, expired or revoked",
+                    "extensions": { "code": "UNAUTHENTICATED" } }] }));
+        }
+    };
+
+    let mut graphql_request = async_graphql::Request::new(params.query)
+        .variables(variables)
+        .data(viewer);
+    if let Some(name) = params.operation_name {
+        graphql_request = graphql_request.operation_name(name);
+    }
+    let response = schema.execute(graphql_request).await;
+
+    // Errors before execution (parse, validation, limits) carry no path and leave no data.
+    let request_error = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let (kind, root_field) = match (&operation, request_error) {
+        (Some((kind, root)), false) => (operation_type_label(*kind), root.as_str()),
+        _ => ("unknown", "-"),
+    };
+    let outcome = if request_error {
+        "rejected"
+    } else if response.errors.is_empty() {
+        "ok"
+    } else {
+        "error"
+    };
+    state.metrics.observe_graphql(kind, root_field, outcome);
+
+    let status = if request_error && response_type == ResponseType::GraphqlResponseJson {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    HttpResponse::build(status)
+        .content_type(response_type.content_type())
+        .json(&response)
+}
+
+fn operation_type_label(kind: OperationType) -> &'static str {
+    match kind {
+        OperationType::Query => "query",
+        OperationType::Mutation => "mutation",
+        OperationType::Subscription => "subscription",
+    }
+}
+
+fn is_json_content_type(request: &HttpRequest) -> bool {
+    let Some(value) = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    let charset_ok = parts.all(|p| match p.trim().split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    });
+    media.eq_ignore_ascii_case(APPLICATION_JSON) && charset_ok
+}
+
+fn parse_post_body(body: &[u8]) -> Result<GraphqlParams, String> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|error| format!("the body is not valid JSON: {error}"))?;
+    if value.is_array() {
+        return Err("batched requests are not supported; send one operation per request".into());
+    }
+    serde_json::from_value(value)
+        .map_err(|error| format!("the body is not a GraphQL request: {error}"))
+}
+
+fn parse_get_params(query_string: &str) -> Result<GraphqlParams, String> {
+    let pairs: HashMap<String, String> = serde_urlencoded::from_str(query_string)
+        .map_err(|_| "the query string is malformed".to_owned())?;
+    let query = pairs
+        .get("query")
+        .cloned()
+        .ok_or("the `query` parameter is missing")?;
+    let parse_json = |name: &str| -> Result<Option<serde_json::Value>, String> {
+        pairs
+            .get(name)
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| serde_json::from_str(raw).map_err(|_| format!("`{name}` is not valid JSON")))
+            .transpose()
+    };
+    Ok(GraphqlParams {
+        query,
+        operation_name: pairs
+            .get("operationName")
+            .cloned()
+            .filter(|n| !n.is_empty()),
+        variables: parse_json("variables")?,
+        extensions: parse_json("extensions")?,
+    })
+}
+
+/// The selected operation's type and first root field, when the document parses and the
+/// operation can be selected; the schema reports every other case itself.
+fn inspect_operation(query: &str, operation_name: Option<&str>) -> Option<(OperationType, String)> {
+    let document = parse_query(query).ok()?;
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => operation,
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name)?,
+        (DocumentOperations::Multiple(_), None) => return None,
+    };
+    let root_field = operation
+        .node
+        .selection_set
+        .node
+        .items
+        .iter()
+        .find_map(|item| match &item.node {
+            Selection::Field(field) => Some(field.node.name.node.to_string()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "-".into());
+    Some((operation.node.ty, root_field))
+}
+
+/// `/livez`: the process is up.
+pub async fn livez() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("ok\n")
+}
+
+/// `/readyz`: the database answers, and Redis when it is configured.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let database = match state.db.ping().await {
+        Ok(()) => "ok",
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness: database does not answer");
+            "unavailable"
+        }
+    };
+    let redis = match &state.redis {
+        None => "not configured",
+        Some(connection) => {
+            let mut connection = connection.clone();
+            match redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+            {
+                Ok(_) => "ok",
+                Err(error) => {
+                    tracing::warn!(error = %error, "readiness: redis does not answer");
+                    "unavailable"
+                }
+            }
+        }
+    };
+    let ready = database == "ok" && redis != "unavailable";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(status)
+        .json(json!({ "ready": ready, "database": database, "redis": redis }))
+}
+
+/// `/metrics`: Prometheus text format.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+/// `/graphiql`: the GraphiQL page, when enabled. It loads GraphiQL itself from a CDN.
+pub async fn graphiql() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(
+            async_graphql::http::GraphiQLSource::build()
+                .endpoint("/graphql")
+                .finish(),
+        )
+}
+
+/// Middleware: counts every request and its latency under its matched route.
+pub async fn record_metrics(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let metrics = request
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let response = next.call(request).await?;
+    if let Some(metrics) = metrics {
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        metrics.observe_http(
+            &route,
+            &method,
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    #[test]
+    fn accept_header_negotiation() {
+        for (accept, expected) in [
+            (None, Some(ResponseType::Json)),
+            (Some("*/*"), Some(ResponseType::Json)),
+            (Some("application/json"), Some(ResponseType::Json)),
+            (
+                Some("application/graphql-response+json"),
+                Some(ResponseType::GraphqlResponseJson),
+            ),
+            (
+                Some("application/json;q=0.9, application/graphql-response+json"),
+                Some(ResponseType::GraphqlResponseJson),
+            ),
+            (
+                Some("application/graphql-response+json;q=0, application/json"),
+                Some(ResponseType::Json),
+            ),
+            (Some("text/html"), None),
+        ] {
+            let mut request = TestRequest::default();
+            if let Some(accept) = accept {
+                request = request.insert_header((header::ACCEPT, accept));
+            }
+            assert_eq!(
+                negotiate(&request.to_http_request()),
+                expected,
+                "{accept:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn operations_are_inspected_by_name() {
+        let document = "query A { viewer { id } } mutation B { logOut(input: {}) { loggedOut } }";
+        assert_eq!(
+            inspect_operation(document, Some("B")).map(|o| o.0),
+            Some(OperationType::Mutation)
+        );
+        assert_eq!(
+            inspect_operation(document, Some("A")).map(|o| o.1),
+            Some("viewer".to_owned())
+        );
+        assert_eq!(inspect_operation(document, None), None);
+        assert_eq!(inspect_operation("{ viewer {", None), None);
+    }
+
+    #[test]
+    fn batches_and_non_objects_are_refused() {
+        assert!(
+            parse_post_body(b"[{\"query\":\"{viewer{id}}\"}]")
+                .unwrap_err()
+                .contains("batched")
+        );
+        assert!(parse_post_body(b"{\"query\": 3}").is_err());
+        assert!(parse_post_body(b"not json").is_err());
+        assert!(parse_post_body(b"{\"query\":\"{viewer{id}}\"}").is_ok());
+    }
+}

@@ -1,0 +1,14 @@
+//! The actionable-email developer dashboard backend: service owners register the service that
+//! sends actionable messages, reviewers approve it, everybody follows the status live.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod metrics;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,91 @@
+//! Prometheus metrics: HTTP requests and latencies, GraphQL operations.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// The service's metric families, registered in their own registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    graphql_operations: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Self> {
+        let registry = Registry::new_custom(Some("amdash".into()), None)?;
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["route", "method"],
+        )?;
+        let graphql_operations = IntCounterVec::new(
+            Opts::new(
+                "graphql_operations_total",
+                "GraphQL operations by type, first root field and outcome",
+            ),
+            &["operation_type", "root_field", "outcome"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(graphql_operations.clone()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                registry,
+                http_requests,
+                http_duration,
+                graphql_operations,
+            }),
+        })
+    }
+
+    /// Records one finished HTTP request. `route` is the matched pattern, never the raw path,
+    /// so label values stay bounded.
+    pub fn observe_http(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.inner
+            .http_requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.inner
+            .http_duration
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    }
+
+    /// Records one executed GraphQL operation. `root_field` comes from the schema (validated
+    /// documents only), so its values are bounded.
+    pub fn observe_graphql(&self, operation_type: &str, root_field: &str, outcome: &str) {
+        self.inner
+            .graphql_operations
+            .with_label_values(&[operation_type, root_field, outcome])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.inner.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}

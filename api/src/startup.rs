@@ -1,0 +1,125 @@
+//! Building the application: connect, migrate, wire the routes, bind the listener.
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tracing_actix_web::TracingLogger;
+
+use crate::{
+    auth::{PasswordHasher, TokenSigner},
+    config::{KeySource, Settings},
+    db::Db,
+    graphql::{AppSchema, build_schema},
+    http,
+    metrics::Metrics,
+    state::AppState,
+};
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects to the database (migrating it when configured), binds `host:port` (port 0 picks
+    /// a free one) and prepares the HTTP server.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let state = build_state(settings).await?;
+        let address = (state.settings.host, state.settings.port);
+        let listener = TcpListener::bind(address)
+            .with_context(|| format!("binding {}:{}", address.0, address.1))?;
+        let port = listener
+            .local_addr()
+            .context("reading the bound address")?
+            .port();
+        let server = run(listener, state.clone())?;
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until the process is told to stop.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Connects everything the handlers share.
+pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    if let KeySource::GeneratedFile(path) = &settings.jwt.key_source {
+        tracing::warn!(
+            key.path = %path.display(),
+            "development mode: using a generated JWT signing key; set JWT_KEYS in production"
+        );
+    }
+    let db = Db::connect(&settings).await?;
+    if settings.run_migrations {
+        db.migrate().await?;
+    }
+    let redis = match &settings.redis_url {
+        None => None,
+        Some(url) => {
+            let client = redis::Client::open(url.expose_secret())
+                .context("REDIS_URL is not a valid Redis URL")?;
+            Some(
+                redis::aio::ConnectionManager::new(client)
+                    .await
+                    .context("connecting to Redis at REDIS_URL")?,
+            )
+        }
+    };
+    Ok(AppState {
+        signer: Arc::new(TokenSigner::new(&settings.jwt)?),
+        hasher: PasswordHasher::new(settings.password_hash_concurrency)?,
+        metrics: Metrics::new()?,
+        settings: Arc::new(settings),
+        db,
+        redis,
+    })
+}
+
+fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+    let schema: AppSchema = build_schema(state.clone());
+    let graphiql = state.settings.graphiql;
+    let max_body = state.settings.max_body_bytes;
+    let state = web::Data::new(state);
+    let schema = web::Data::new(schema);
+    let server = HttpServer::new(move || {
+        let mut app = App::new()
+            .wrap(from_fn(http::record_metrics))
+            .wrap(TracingLogger::default())
+            .app_data(state.clone())
+            .app_data(schema.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .service(
+                web::resource("/graphql")
+                    .route(web::post().to(http::graphql))
+                    .route(web::get().to(http::graphql)),
+            )
+            .route("/livez", web::get().to(http::livez))
+            .route("/readyz", web::get().to(http::readyz))
+            .route("/metrics", web::get().to(http::metrics));
+        if graphiql {
+            app = app.route("/graphiql", web::get().to(http::graphiql));
+        }
+        app
+    })
+    .listen(listener)
+    .context("starting the HTTP server")?
+    .run();
+    Ok(server)
+}

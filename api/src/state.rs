@@ -1,0 +1,21 @@
+//! Shared state of a running service: what every request handler and resolver may use.
+
+use std::sync::Arc;
+
+use crate::{
+    auth::{PasswordHasher, TokenSigner},
+    config::Settings,
+    db::Db,
+    metrics::Metrics,
+};
+
+/// Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub signer: Arc<TokenSigner>,
+    pub hasher: PasswordHasher,
+    pub redis: Option<redis::aio::ConnectionManager>,
+    pub metrics: Metrics,
+}

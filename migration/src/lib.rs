@@ -1,0 +1,15 @@
+//! Schema migrations of the dashboard's database, applied in order on SQLite and PostgreSQL.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261203_000001_create_accounts;
+
+/// The ordered list of migrations the service and the `migrate` CLI apply.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261203_000001_create_accounts::Migration)]
+    }
+}
