@@ -460,7 +460,7 @@ mod tests {
     fn batches_and_non_objects_are_refused() {
         assert!(
             parse_post_body(b"[{\"query\":\"{viewer{id}}\"}]")
-                .unwrap_err()
+                .expect_err("a batch is refused")
                 .contains("batched")
         );
         assert!(parse_post_body(b"{\"query\": 3}").is_err());

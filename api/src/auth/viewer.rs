@@ -136,8 +136,7 @@ pub async fn authenticate(
         .ok_or(AuthRejection::NotBearer)?;
 
     let (user_id, credential) = if token.starts_with(API_TOKEN_PREFIX) {
-        let token_id = api_token_owner(state, token).await?;
-        token_id
+        api_token_owner(state, token).await?
     } else {
         let claims = state.signer.verify(token)?;
         (
