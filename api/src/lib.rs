@@ -4,7 +4,9 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod criteria;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;

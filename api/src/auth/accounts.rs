@@ -17,6 +17,7 @@ use super::{
     viewer::{Credential, Principal, Role},
 };
 use crate::{
+    domain::EmailAddress,
     error::{ApiError, ApiResult, PathSegment, UserError},
     state::AppState,
 };
@@ -71,23 +72,9 @@ fn user_error(field: &'static str, code: &str, message: impl Into<String>) -> Ac
 
 /// Parses a login address into its stored form (lower-case, IDNA domain).
 fn parse_login_email(input: &str) -> Result<String, AccountError> {
-    normalize_login_email(input).ok_or_else(|| {
-        user_error(
-            "email",
-            "EMAIL_INVALID",
-            "enter an e-mail address like name@example.com",
-        )
-    })
-}
-
-// TODO: switch to the domain module's EmailAddress once it is in the crate.
-fn normalize_login_email(input: &str) -> Option<String> {
-    let parsed: email_address::EmailAddress = input.trim().parse().ok()?;
-    Some(format!(
-        "{}@{}",
-        parsed.local_part().to_lowercase(),
-        parsed.domain().to_lowercase()
-    ))
+    EmailAddress::parse(input)
+        .map(|email| email.normalized().to_owned())
+        .map_err(|error| user_error("email", error.code.as_str(), error.message))
 }
 
 /// Creates an account with `role` and a hashed password; the caller decides who may.
@@ -165,7 +152,9 @@ pub async fn log_in(
             "the e-mail address or password is wrong",
         )
     };
-    let normalized = normalize_login_email(email);
+    let normalized = EmailAddress::parse(email)
+        .ok()
+        .map(|e| e.normalized().to_owned());
     let account = match &normalized {
         Some(email) => {
             user::Entity::find()
