@@ -109,7 +109,7 @@ async fn sign_up_refuses_weak_passwords_taken_addresses_and_bad_addresses() {
             "a@b.com\r\nBcc: x@y.com",
             PASSWORD,
             "email",
-            "EMAIL_INVALID",
+            "CONTROL_CHARACTER",
         ),
     ] {
         let body = app
