@@ -122,6 +122,10 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Largest accepted HTTP request body.
     pub max_body_bytes: usize,
+    /// Approve `MY_MAILBOX` submissions automatically when no automated check fails.
+    pub auto_approve_my_mailbox: bool,
+    /// Answer DKIM key lookups from this JSON file instead of DNS (development and tests).
+    pub dkim_dns_fixture: Option<PathBuf>,
 }
 
 impl Settings {
@@ -225,6 +229,8 @@ impl Settings {
             graphiql: env.parse_bool("GRAPHIQL")?.unwrap_or(!production),
             log_format: env.parse("LOG_FORMAT")?.unwrap_or(LogFormat::Pretty),
             max_body_bytes,
+            auto_approve_my_mailbox: env.parse_bool("AUTO_APPROVE_MY_MAILBOX")?.unwrap_or(true),
+            dkim_dns_fixture: env.string("DKIM_DNS_FIXTURE").map(PathBuf::from),
         })
     }
 

@@ -7,6 +7,8 @@
 //! - a mutation's expected failures (bad input, a taken e-mail address) are not errors at all
 //!   but [`UserError`]s in its payload, with the path of the offending field.
 
+use std::sync::Arc;
+
 use async_graphql::{ErrorExtensions, SimpleObject};
 use sea_orm::DbErr;
 
@@ -41,7 +43,7 @@ impl ErrorCode {
 /// It deliberately does not implement `Display`: async-graphql converts any `Display` type into
 /// an error without a code, and this type must only ever reach a client through the conversion
 /// below, which adds one.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum ApiError {
     /// No valid credentials were presented.
     Unauthenticated,
@@ -56,7 +58,7 @@ pub enum ApiError {
     /// Too many requests; try again after this many seconds.
     RateLimited { retry_after_seconds: u64 },
     /// Anything the client cannot fix; the cause is logged, not returned.
-    Internal(anyhow::Error),
+    Internal(Arc<anyhow::Error>),
 }
 
 /// Results of services and resolvers.
@@ -92,19 +94,19 @@ impl ApiError {
     }
 
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
-        Self::Internal(error.into())
+        Self::Internal(Arc::new(error.into()))
     }
 }
 
 impl From<DbErr> for ApiError {
     fn from(error: DbErr) -> Self {
-        Self::Internal(anyhow::Error::new(error).context("database operation"))
+        Self::internal(anyhow::Error::new(error).context("database operation"))
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> Self {
-        Self::Internal(error)
+        Self::internal(error)
     }
 }
 
@@ -132,6 +134,31 @@ impl From<ApiError> for async_graphql::Error {
                 extensions.set("retryAfterSeconds", seconds);
             }
         })
+    }
+}
+
+/// The failure of a mutation whose payload has `userErrors`: either expected errors the user can
+/// fix (returned in the payload) or a top-level [`ApiError`].
+#[derive(Debug)]
+pub enum PayloadError {
+    User(Vec<UserError>),
+    Api(ApiError),
+}
+
+impl PayloadError {
+    /// One user error on one input field.
+    pub fn field(field: &'static str, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::User(vec![UserError::new(
+            [PathSegment::Field(field)],
+            code,
+            message,
+        )])
+    }
+}
+
+impl<E: Into<ApiError>> From<E> for PayloadError {
+    fn from(error: E) -> Self {
+        Self::Api(error.into())
     }
 }
 

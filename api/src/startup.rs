@@ -10,6 +10,7 @@ use tracing_actix_web::TracingLogger;
 use crate::{
     auth::{PasswordHasher, TokenSigner},
     config::{KeySource, Settings},
+    criteria::{FixtureTxt, SystemTxt, TxtLookup},
     db::Db,
     graphql::{AppSchema, build_schema},
     http,
@@ -82,7 +83,21 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             )
         }
     };
+    let dns: Arc<dyn TxtLookup> = match &settings.dkim_dns_fixture {
+        Some(path) => {
+            let json = std::fs::read_to_string(path)
+                .with_context(|| format!("DKIM_DNS_FIXTURE: reading {}", path.display()))?;
+            tracing::warn!(fixture = %path.display(), "DKIM keys come from a fixture file, not DNS");
+            Arc::new(
+                FixtureTxt::from_json(&json).context("DKIM_DNS_FIXTURE is not a valid fixture")?,
+            )
+        }
+        None => {
+            Arc::new(SystemTxt::from_system_conf().context("reading the system DNS configuration")?)
+        }
+    };
     Ok(AppState {
+        dns,
         signer: Arc::new(TokenSigner::new(&settings.jwt)?),
         hasher: PasswordHasher::new(settings.password_hash_concurrency)?,
         metrics: Metrics::new()?,

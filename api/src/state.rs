@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::{
     auth::{PasswordHasher, TokenSigner},
     config::Settings,
+    criteria::TxtLookup,
     db::Db,
     metrics::Metrics,
 };
@@ -18,4 +19,6 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub redis: Option<redis::aio::ConnectionManager>,
     pub metrics: Metrics,
+    /// Where DKIM keys are looked up: DNS, or a fixture file in development and tests.
+    pub dns: Arc<dyn TxtLookup>,
 }

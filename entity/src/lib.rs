@@ -1,5 +1,8 @@
 //! SeaORM models of the dashboard's tables: one module per table, no behaviour beyond mapping.
 
 pub mod api_token;
+pub mod event;
+pub mod provider;
 pub mod session;
+pub mod submission;
 pub mod user;

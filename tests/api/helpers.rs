@@ -68,6 +68,11 @@ pub async fn test_settings(overrides: &[(&str, &str)]) -> Settings {
         ("DATA_DIR".into(), data_dir.display().to_string()),
         ("PORT".into(), "0".into()),
         ("PASSWORD_HASH_CONCURRENCY".into(), "2".into()),
+        // DKIM keys of the sample e-mails come from their fixture, never from DNS.
+        (
+            "DKIM_DNS_FIXTURE".into(),
+            format!("{}/dns.json", samples_dir()),
+        ),
         (
             "JWT_KEYS".into(),
             format!("{TEST_JWT_KID}:{}", base64_encode(TEST_JWT_SECRET)),
@@ -86,6 +91,16 @@ pub async fn test_settings(overrides: &[(&str, &str)]) -> Settings {
         vars.insert((*name).into(), (*value).into());
     }
     Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings are valid")
+}
+
+/// The sample e-mails and their expected verdicts.
+pub fn samples_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/samples").to_owned()
+}
+
+/// The raw text of a sample e-mail.
+pub fn sample(file: &str) -> String {
+    std::fs::read_to_string(format!("{}/{file}", samples_dir())).expect("read the sample e-mail")
 }
 
 fn base64_encode(bytes: &[u8]) -> String {

@@ -4,4 +4,5 @@
 
 mod accounts;
 mod helpers;
+mod registration;
 mod transport;

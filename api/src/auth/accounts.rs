@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     domain::EmailAddress,
-    error::{ApiError, ApiResult, PathSegment, UserError},
+    error::{ApiError, ApiResult, PayloadError},
     state::AppState,
 };
 
@@ -37,37 +37,11 @@ pub struct IssuedApiToken {
     pub token: String,
 }
 
-/// An expected failure of an account operation, reported as a user error.
-#[derive(Debug)]
-pub enum AccountError {
-    User(Vec<UserError>),
-    Api(ApiError),
-}
-
-impl From<ApiError> for AccountError {
-    fn from(error: ApiError) -> Self {
-        Self::Api(error)
-    }
-}
-
-impl From<sea_orm::DbErr> for AccountError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        Self::Api(error.into())
-    }
-}
-
-impl From<anyhow::Error> for AccountError {
-    fn from(error: anyhow::Error) -> Self {
-        Self::Api(error.into())
-    }
-}
+/// An expected failure of an account operation is a user error in the payload.
+pub type AccountError = PayloadError;
 
 fn user_error(field: &'static str, code: &str, message: impl Into<String>) -> AccountError {
-    AccountError::User(vec![UserError::new(
-        [PathSegment::Field(field)],
-        code,
-        message,
-    )])
+    PayloadError::field(field, code, message)
 }
 
 /// Parses a login address into its stored form (lower-case, IDNA domain).

@@ -89,7 +89,7 @@ impl SampleError {
 }
 
 /// A verdict on one criterion, or on the whole sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     /// Meets the criterion.
@@ -103,7 +103,7 @@ pub enum Verdict {
 }
 
 /// The registration criteria checked for a sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Criterion {
     /// DKIM or SPF passes.
@@ -128,6 +128,25 @@ pub enum Criterion {
     SendingVolumeHistory,
     /// Low spam-complaint rate (reviewer).
     SpamComplaintRate,
+}
+
+impl Criterion {
+    /// The stable name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Authenticated => "AUTHENTICATED",
+            Self::DomainAligned => "DOMAIN_ALIGNED",
+            Self::SenderRegistered => "SENDER_REGISTERED",
+            Self::MarkupValid => "MARKUP_VALID",
+            Self::NotForwarded => "NOT_FORWARDED",
+            Self::ActionsWithinTargets => "ACTIONS_WITHIN_TARGETS",
+            Self::DeepLinks => "DEEP_LINKS",
+            Self::ClearLabels => "CLEAR_LABELS",
+            Self::Transactional => "TRANSACTIONAL",
+            Self::SendingVolumeHistory => "SENDING_VOLUME_HISTORY",
+            Self::SpamComplaintRate => "SPAM_COMPLAINT_RATE",
+        }
+    }
 }
 
 /// DKIM outcome of the sample.

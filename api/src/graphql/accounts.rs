@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use entity::{api_token, user};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use super::node::GlobalId;
+use super::{node::GlobalId, payload};
 use crate::{
-    auth::{self, AccountError, IssuedSession, Role, RoleGuard, Viewer},
+    auth::{self, IssuedSession, Role, RoleGuard, Viewer},
     error::{ApiError, UserError},
     state::AppState,
 };
@@ -92,24 +92,6 @@ impl From<IssuedSession> for AuthPayload {
             refresh_token_expires_at: Some(session.refresh_token_expires_at),
             user_errors: Vec::new(),
         }
-    }
-}
-
-/// Turns an account service result into a payload: user errors into `userErrors`, anything else
-/// into a top-level error.
-fn payload<T, P: Default>(
-    result: Result<T, AccountError>,
-    build: impl FnOnce(T) -> P,
-    set_errors: impl FnOnce(&mut P, Vec<UserError>),
-) -> async_graphql::Result<P> {
-    match result {
-        Ok(value) => Ok(build(value)),
-        Err(AccountError::User(errors)) => {
-            let mut empty = P::default();
-            set_errors(&mut empty, errors);
-            Ok(empty)
-        }
-        Err(AccountError::Api(error)) => Err(error.into()),
     }
 }
 

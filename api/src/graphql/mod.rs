@@ -2,20 +2,29 @@
 
 mod accounts;
 mod node;
+mod providers;
+mod sections;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 
 pub use node::{GlobalId, Node};
 
-use crate::state::AppState;
+use crate::{
+    error::{PayloadError, UserError},
+    state::AppState,
+};
 
 /// Every query, by domain.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(accounts::AccountQuery, node::NodeQuery);
+pub struct QueryRoot(
+    accounts::AccountQuery,
+    node::NodeQuery,
+    providers::ProviderQuery,
+);
 
 /// Every mutation, by domain.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(accounts::AccountMutation);
+pub struct MutationRoot(accounts::AccountMutation, providers::ProviderMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -53,4 +62,22 @@ pub fn sdl() -> String {
         .sorted_arguments()
         .sorted_enum_items();
     builder().finish().sdl_with_options(options)
+}
+
+/// Turns a service result into a mutation payload: user errors into `userErrors`, anything else
+/// into a top-level error.
+pub(crate) fn payload<T, P: Default>(
+    result: Result<T, PayloadError>,
+    build: impl FnOnce(T) -> P,
+    set_errors: impl FnOnce(&mut P, Vec<UserError>),
+) -> async_graphql::Result<P> {
+    match result {
+        Ok(value) => Ok(build(value)),
+        Err(PayloadError::User(errors)) => {
+            let mut empty = P::default();
+            set_errors(&mut empty, errors);
+            Ok(empty)
+        }
+        Err(PayloadError::Api(error)) => Err(error.into()),
+    }
 }

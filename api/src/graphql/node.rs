@@ -2,9 +2,13 @@
 
 use async_graphql::{Context, ID, Interface, Object};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sea_orm::EntityTrait as _;
 use uuid::Uuid;
 
-use super::accounts::User;
+use super::{
+    accounts::User,
+    providers::{Provider, Submission},
+};
 use crate::{
     auth::{Role, Viewer},
     error::{ApiError, ApiResult},
@@ -22,7 +26,7 @@ pub struct GlobalId {
 }
 
 /// The object types that have global IDs.
-const NODE_TYPES: &[&str] = &["User", "ApiToken"];
+const NODE_TYPES: &[&str] = &["User", "ApiToken", "Provider", "Submission"];
 
 impl GlobalId {
     pub fn new(type_name: &'static str, id: Uuid) -> Self {
@@ -57,9 +61,15 @@ impl GlobalId {
 
 /// An object with a global ID.
 #[derive(Interface)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a node lives for one resolver call; boxing would only add an allocation"
+)]
 #[graphql(field(name = "id", ty = "ID", desc = "The object's global ID."))]
 pub enum Node {
     User(User),
+    Provider(Provider),
+    Submission(Submission),
 }
 
 #[derive(Default)]
@@ -107,11 +117,24 @@ async fn load_node(ctx: &Context<'_>, id: &ID) -> ApiResult<Option<Node>> {
                 .await?;
             Ok(found.map(|u| Node::User(User(u))))
         }
+        "Provider" => {
+            match crate::registration::visible_provider(state.db.conn(), viewer, global.id).await {
+                Ok(found) => Ok(Some(Node::Provider(Provider(found)))),
+                Err(ApiError::NotFound) => Ok(None),
+                Err(error) => Err(error),
+            }
+        }
+        "Submission" => {
+            match crate::registration::visible_submission(state.db.conn(), viewer, global.id).await
+            {
+                Ok((found, _)) => Ok(Some(Node::Submission(Submission(found)))),
+                Err(ApiError::NotFound) => Ok(None),
+                Err(error) => Err(error),
+            }
+        }
         _ => Ok(None),
     }
 }
-
-use sea_orm::EntityTrait as _;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,16 @@
+//! Registering a provider: the draft's dashboard sections, what blocks a submit, and freezing
+//! the draft into numbered submissions.
+
+mod blockers;
+pub mod diff;
+pub mod draft;
+mod service;
+mod status;
+
+pub use blockers::submit_blockers;
+pub use draft::{MailType, ProviderDraft, Scope, SectionEdit};
+pub use service::{
+    activate_submission, can_see_provider, create_provider, owned_provider, registration_facts,
+    submit_for_review, update_draft, visible_provider, visible_submission, withdraw_submission,
+};
+pub use status::SubmissionStatus;

@@ -1,0 +1,43 @@
+//! Command line of the load benchmarks: parses the arguments, runs one benchmark, and stops it
+//! (and the service it started) on Ctrl-C.
+
+mod graphql;
+mod load;
+mod login_flood;
+mod service;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// Load benchmarks of the dashboard service. Each one starts the release build of the service
+/// on a loopback port and reports against a baseline measured in the same run.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// p99 of a cheap authenticated query with and without a flood of `logIn` mutations.
+    LoginFlood(login_flood::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let work = async {
+        match cli.command {
+            Command::LoginFlood(args) => login_flood::run(args).await,
+        }
+    };
+    // Dropping `work` drops the running service, which kills the child process.
+    tokio::select! {
+        result = work => result,
+        signal = tokio::signal::ctrl_c() => {
+            signal.context("listening for Ctrl-C")?;
+            anyhow::bail!("interrupted; the service was stopped")
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The service under test: finding (or building) its release binary, starting it as a child
+//! process on a free loopback port with a fresh data directory, and stopping it again.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+/// How long the service may take to answer `/readyz` (it migrates a fresh database first).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The workspace root; this package lives in `<root>/bench`.
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map_or_else(|| manifest.to_path_buf(), Path::to_path_buf)
+}
+
+/// Where `cargo build --release` puts the service binary (honours `CARGO_TARGET_DIR`).
+pub fn default_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    target.join("release").join("dashboard")
+}
+
+/// Runs `cargo build --release --bin dashboard` in the workspace, showing cargo's output.
+pub async fn build_release() -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("building the service: cargo build --release --bin dashboard");
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "actionable-dashboard",
+            "--bin",
+            "dashboard",
+        ])
+        .current_dir(workspace_root())
+        .status()
+        .await
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release --bin dashboard failed ({status})");
+    }
+    Ok(())
+}
+
+/// How to configure the child process beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceOptions {
+    /// `DATABASE_URL`; `None` runs on a SQLite file in the fresh data directory.
+    pub database_url: Option<String>,
+    /// `PASSWORD_HASH_CONCURRENCY`; `None` keeps the service's default (the CPU count).
+    pub password_hash_concurrency: Option<usize>,
+}
+
+/// A running service process; dropping it kills the process and deletes its data directory.
+pub struct Service {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    base_url: String,
+}
+
+impl Service {
+    /// Starts `binary` on a free port of 127.0.0.1 with a fresh `DATA_DIR`, a generated
+    /// `JWT_KEYS` and `RUST_LOG=warn`, and waits until `/readyz` answers 200.
+    pub async fn start(binary: &Path, options: &ServiceOptions) -> anyhow::Result<Self> {
+        if !binary.is_file() {
+            bail!(
+                "the service binary {} does not exist; run `cargo build --release` first (or \
+                 drop --no-build)",
+                binary.display()
+            );
+        }
+        let jwt_keys = generate_jwt_keys(binary).await?;
+        let port = free_port()?;
+        let data_dir = fresh_data_dir()?;
+        let log_path = data_dir.join("service.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let log_err = log.try_clone().context("duplicating the log file handle")?;
+
+        let mut command = Command::new(binary);
+        // A clean environment, so that neither the caller's variables nor a `.env` file (the
+        // service looks in its working directory and above) change what is measured.
+        command
+            .env_clear()
+            .current_dir(&data_dir)
+            .env("APP_ENV", "development")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATA_DIR", &data_dir)
+            .env("JWT_KEYS", jwt_keys)
+            .env("RUST_LOG", "warn")
+            .env("LOG_FORMAT", "pretty")
+            .env("GRAPHIQL", "false")
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .kill_on_drop(true);
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        if let Some(url) = &options.database_url {
+            command.env("DATABASE_URL", url);
+        }
+        if let Some(permits) = options.password_hash_concurrency {
+            command.env("PASSWORD_HASH_CONCURRENCY", permits.to_string());
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut service = Self {
+            child: Some(child),
+            data_dir,
+            log_path,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        service.wait_ready().await?;
+        Ok(service)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Polls `/readyz` until it answers 200, failing early when the process exits.
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .context("building the readiness client")?;
+        let url = format!("{}/readyz", self.base_url);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait().context("polling the service")?
+            {
+                bail!(
+                    "the service exited before it was ready ({status}); its log ends:\n{}",
+                    self.log_tail()
+                );
+            }
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "the service did not become ready within {}s; its log ends:\n{}",
+            READY_TIMEOUT.as_secs(),
+            self.log_tail()
+        )
+    }
+
+    /// The last lines of the service's log, for error messages.
+    pub fn log_tail(&self) -> String {
+        match std::fs::read_to_string(&self.log_path) {
+            Ok(text) => {
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(20)..].join("\n")
+            }
+            Err(error) => format!("(log unreadable: {error})"),
+        }
+    }
+
+    /// How many lines of the log mention an error, to flag a run that was not clean.
+    pub fn log_error_lines(&self) -> usize {
+        std::fs::read_to_string(&self.log_path)
+            .map(|text| text.lines().filter(|l| l.contains("ERROR")).count())
+            .unwrap_or(0)
+    }
+
+    /// Kills the process, waits for it and deletes the data directory.
+    pub async fn stop(mut self) {
+        if let Some(mut child) = self.child.take()
+            && let Err(error) = child.kill().await
+        {
+            eprintln!("warning: stopping the service: {error}");
+        }
+        self.remove_data_dir();
+    }
+
+    fn remove_data_dir(&self) {
+        if self.data_dir.exists()
+            && let Err(error) = std::fs::remove_dir_all(&self.data_dir)
+        {
+            eprintln!(
+                "warning: removing the data directory {}: {error}",
+                self.data_dir.display()
+            );
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && let Err(error) = child.start_kill()
+        {
+            eprintln!("warning: killing the service: {error}");
+        }
+        self.remove_data_dir();
+    }
+}
+
+/// `dashboard keys generate`: one `kid:secret` entry for `JWT_KEYS`.
+async fn generate_jwt_keys(binary: &Path) -> anyhow::Result<String> {
+    let output = Command::new(binary)
+        .args(["keys", "generate"])
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("running {} keys generate", binary.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`dashboard keys generate` failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let entry = String::from_utf8(output.stdout)
+        .context("`dashboard keys generate` printed non-UTF-8")?
+        .trim()
+        .to_owned();
+    if !entry.contains(':') {
+        bail!("`dashboard keys generate` printed an unexpected line: {entry}");
+    }
+    Ok(entry)
+}
+
+/// A port of 127.0.0.1 that nothing listens on right now.
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free loopback port")?;
+    Ok(listener
+        .local_addr()
+        .context("reading the free port")?
+        .port())
+}
+
+/// A new, empty directory under the system's temporary directory.
+fn fresh_data_dir() -> anyhow::Result<PathBuf> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("dashboard-bench-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
