@@ -2,6 +2,7 @@
 //! sends actionable messages, reviewers approve it, everybody follows the status live.
 
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod criteria;

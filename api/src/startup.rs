@@ -9,6 +9,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::{
     auth::{PasswordHasher, TokenSigner},
+    bus::EventBus,
     config::{KeySource, Settings},
     criteria::{FixtureTxt, SystemTxt, TxtLookup},
     db::Db,
@@ -97,6 +98,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         }
     };
     Ok(AppState {
+        bus: EventBus::new(),
         dns,
         signer: Arc::new(TokenSigner::new(&settings.jwt)?),
         hasher: PasswordHasher::new(settings.password_hash_concurrency)?,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     auth::{PasswordHasher, TokenSigner},
+    bus::EventBus,
     config::Settings,
     criteria::TxtLookup,
     db::Db,
@@ -21,4 +22,6 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Where DKIM keys are looked up: DNS, or a fixture file in development and tests.
     pub dns: Arc<dyn TxtLookup>,
+    /// Committed events, fanned out to live subscribers.
+    pub bus: EventBus,
 }

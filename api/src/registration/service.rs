@@ -99,12 +99,13 @@ pub async fn create_provider(
     }
     .insert(&txn)
     .await?;
-    events::record(
+    let recorded = events::record(
         &txn,
         NewEvent::new(created.id, Some(owner.user_id), EventKind::ProviderCreated),
     )
     .await?;
     txn.commit().await?;
+    state.bus.publish(vec![recorded]);
     tracing::info!(provider.id = %created.id, "provider created");
     Ok(created)
 }
@@ -211,13 +212,16 @@ pub async fn update_draft(
         )
         .into());
     }
-    events::record(
-        &txn,
-        NewEvent::new(provider_id, Some(viewer.user_id), EventKind::SectionUpdated).fields(changed),
-    )
-    .await?;
-    if recheck && let Some(report) = &report {
+    let mut recorded = vec![
         events::record(
+            &txn,
+            NewEvent::new(provider_id, Some(viewer.user_id), EventKind::SectionUpdated)
+                .fields(changed),
+        )
+        .await?,
+    ];
+    if recheck && let Some(report) = &report {
+        let checked = events::record(
             &txn,
             NewEvent::new(
                 provider_id,
@@ -230,12 +234,14 @@ pub async fn update_draft(
             )),
         )
         .await?;
+        recorded.push(checked);
     }
     let updated = provider::Entity::find_by_id(provider_id)
         .one(&txn)
         .await?
         .ok_or(ApiError::NotFound)?;
     txn.commit().await?;
+    state.bus.publish(recorded);
     Ok(updated)
 }
 
@@ -294,6 +300,7 @@ pub async fn submit_for_review(
     };
 
     let now = Utc::now();
+    let mut recorded = Vec::new();
     let open = submission::Entity::find()
         .filter(submission::Column::ProviderId.eq(provider_id))
         .filter(submission::Column::Status.is_in(SubmissionStatus::OPEN.map(|s| s.as_str())))
@@ -301,7 +308,7 @@ pub async fn submit_for_review(
         .await?;
     let (queue_entered_at, resubmission_of, preferred_reviewer) = match open {
         Some(previous) if previous.status == SubmissionStatus::ChangesRequested.as_str() => {
-            close_answered_request(&txn, viewer, &previous).await?;
+            close_answered_request(&txn, viewer, &previous, &mut recorded).await?;
             let reviewer = match previous.decided_by {
                 Some(id) => still_active_reviewer(&txn, id).await?,
                 None => None,
@@ -363,7 +370,7 @@ pub async fn submit_for_review(
         }
         Err(error) => return Err(error.into()),
     };
-    events::record(
+    let submitted = events::record(
         &txn,
         NewEvent::new(provider_id, Some(viewer.user_id), EventKind::Submitted)
             .submission(created.id)
@@ -371,6 +378,7 @@ pub async fn submit_for_review(
             .reason(format!("submitted for the {} scope", scope.as_str())),
     )
     .await?;
+    recorded.push(submitted);
 
     let checks_pass = report.as_ref().is_none_or(|r| r.overall != Verdict::Fail);
     if scope == Scope::MyMailbox && state.settings.auto_approve_my_mailbox && checks_pass {
@@ -380,10 +388,12 @@ pub async fn submit_for_review(
             created,
             None,
             "approved automatically: My mailbox scope with no failing automated check",
+            &mut recorded,
         )
         .await?;
     }
     txn.commit().await?;
+    state.bus.publish(recorded);
     tracing::info!(submission.id = %created.id, submission.number = created.number, "submitted for review");
     Ok(created)
 }
@@ -396,6 +406,7 @@ pub async fn activate_submission(
     submission: submission::Model,
     actor: Option<Uuid>,
     reason: &str,
+    recorded: &mut Vec<entity::event::Model>,
 ) -> ApiResult<submission::Model> {
     let now = Utc::now();
     let from = SubmissionStatus::parse(&submission.status);
@@ -429,7 +440,7 @@ pub async fn activate_submission(
             "the submission changed meanwhile; reload it".into(),
         ));
     }
-    events::record(
+    let approved_event = events::record(
         txn,
         NewEvent::new(provider.id, actor, EventKind::Approved)
             .submission(submission.id)
@@ -437,6 +448,7 @@ pub async fn activate_submission(
             .reason(reason),
     )
     .await?;
+    recorded.push(approved_event);
 
     if let Some(previous_id) = provider
         .active_submission_id
@@ -456,7 +468,7 @@ pub async fn activate_submission(
             .filter(submission::Column::Status.eq(SubmissionStatus::Approved.as_str()))
             .exec(txn)
             .await?;
-        events::record(
+        let superseded = events::record(
             txn,
             NewEvent::new(provider.id, actor, EventKind::Superseded)
                 .submission(previous_id)
@@ -470,6 +482,7 @@ pub async fn activate_submission(
                 )),
         )
         .await?;
+        recorded.push(superseded);
     }
     provider::Entity::update_many()
         .col_expr(
@@ -491,6 +504,7 @@ async fn close_answered_request(
     txn: &impl ConnectionTrait,
     viewer: &Principal,
     previous: &submission::Model,
+    recorded: &mut Vec<entity::event::Model>,
 ) -> ApiResult<()> {
     let closed = submission::Entity::update_many()
         .col_expr(
@@ -511,7 +525,7 @@ async fn close_answered_request(
             "the previous submission changed meanwhile; reload it".into(),
         ));
     }
-    events::record(
+    let resubmitted = events::record(
         txn,
         NewEvent::new(
             previous.provider_id,
@@ -525,6 +539,7 @@ async fn close_answered_request(
         ),
     )
     .await?;
+    recorded.push(resubmitted);
     Ok(())
 }
 
@@ -603,7 +618,7 @@ pub async fn withdraw_submission(
             ApiError::Conflict("the submission changed meanwhile; reload it".into()).into(),
         );
     }
-    events::record(
+    let withdrawn_event = events::record(
         &txn,
         NewEvent::new(provider.id, Some(viewer.user_id), EventKind::Withdrawn)
             .submission(submission.id)
@@ -615,6 +630,7 @@ pub async fn withdraw_submission(
         .await?
         .ok_or(ApiError::NotFound)?;
     txn.commit().await?;
+    state.bus.publish(vec![withdrawn_event]);
     Ok(updated)
 }
 
