@@ -126,6 +126,10 @@ pub struct Settings {
     pub auto_approve_my_mailbox: bool,
     /// Answer DKIM key lookups from this JSON file instead of DNS (development and tests).
     pub dkim_dns_fixture: Option<PathBuf>,
+    /// How long a reviewer's claim on a submission lasts unless renewed.
+    pub claim_lease: Duration,
+    /// Diagnostics: report the SQL statements of each operation in `extensions.sqlStatements`.
+    pub expose_sql_statement_count: bool,
 }
 
 impl Settings {
@@ -202,6 +206,11 @@ impl Settings {
             bail!("MAX_BODY_BYTES must be at least 1024, got {max_body_bytes}");
         }
 
+        let claim_lease_seconds: u64 = env.parse("CLAIM_LEASE_SECONDS")?.unwrap_or(1800);
+        if !(1..=7 * 86_400).contains(&claim_lease_seconds) {
+            bail!("CLAIM_LEASE_SECONDS must be between 1 and 604800, got {claim_lease_seconds}");
+        }
+
         Ok(Self {
             environment,
             host: env.parse("HOST")?.unwrap_or(IpAddr::from([127, 0, 0, 1])),
@@ -231,6 +240,10 @@ impl Settings {
             max_body_bytes,
             auto_approve_my_mailbox: env.parse_bool("AUTO_APPROVE_MY_MAILBOX")?.unwrap_or(true),
             dkim_dns_fixture: env.string("DKIM_DNS_FIXTURE").map(PathBuf::from),
+            claim_lease: Duration::from_secs(claim_lease_seconds),
+            expose_sql_statement_count: env
+                .parse_bool("EXPOSE_SQL_STATEMENT_COUNT")?
+                .unwrap_or(false),
         })
     }
 

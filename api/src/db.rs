@@ -1,7 +1,14 @@
 //! The database connection: SQLite (embedded default) or PostgreSQL, and write transactions that
 //! behave the same on both.
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
@@ -12,6 +19,17 @@ use sea_orm::{
 use secrecy::ExposeSecret;
 
 use crate::config::Settings;
+
+tokio::task_local! {
+    /// Counts the SQL statements issued by the task it is set on: the HTTP layer sets one per
+    /// GraphQL operation (and its DataLoader tasks) to report statements per operation.
+    pub static STATEMENTS: Arc<AtomicU64>;
+}
+
+/// Runs `work` counting the SQL statements it issues into `counter`.
+pub async fn counting_statements<F: Future>(counter: Arc<AtomicU64>, work: F) -> F::Output {
+    STATEMENTS.scope(counter, work).await
+}
 
 /// How long a SQLite writer waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,9 +61,13 @@ impl Db {
                     .foreign_keys(true)
                     .create_if_missing(true)
             });
-        let conn = Database::connect(options)
+        let mut conn = Database::connect(options)
             .await
             .context("connecting to the database")?;
+        conn.set_metric_callback(|_| {
+            // Outside a counted operation there is nothing to add to.
+            let _ = STATEMENTS.try_with(|count| count.fetch_add(1, Ordering::Relaxed));
+        });
         Ok(Self { conn })
     }
 

@@ -11,7 +11,14 @@
 //!   fail to parse or validate;
 //! - bad credentials are 401 with `WWW-Authenticate`.
 
-use std::{collections::HashMap, time::Instant};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
 
 use actix_web::{
     HttpRequest, HttpResponse,
@@ -31,7 +38,12 @@ use async_graphql::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{auth::authenticate, graphql::AppSchema, state::AppState};
+use crate::{
+    auth::authenticate,
+    db::counting_statements,
+    graphql::{AppSchema, loaders},
+    state::AppState,
+};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
@@ -197,13 +209,25 @@ pub async fn graphql(
         }
     };
 
+    let statements = Arc::new(AtomicU64::new(0));
+    let (providers, users) = loaders::for_request(&state.db, statements.clone());
     let mut graphql_request = async_graphql::Request::new(params.query)
         .variables(variables)
-        .data(viewer);
+        .data(viewer)
+        .data(providers)
+        .data(users);
     if let Some(name) = params.operation_name {
         graphql_request = graphql_request.operation_name(name);
     }
-    let response = schema.execute(graphql_request).await;
+    let mut response =
+        counting_statements(statements.clone(), schema.execute(graphql_request)).await;
+    let statement_count = statements.load(Ordering::Relaxed);
+    if state.settings.expose_sql_statement_count {
+        response.extensions.insert(
+            "sqlStatements".into(),
+            async_graphql::Value::Number(statement_count.into()),
+        );
+    }
 
     // Errors before execution (parse, validation, limits) carry no path and leave no data.
     let request_error = response.data == async_graphql::Value::Null
@@ -220,7 +244,9 @@ pub async fn graphql(
     } else {
         "error"
     };
-    state.metrics.observe_graphql(kind, root_field, outcome);
+    state
+        .metrics
+        .observe_graphql(kind, root_field, outcome, statement_count);
 
     let status = if request_error && response_type == ResponseType::GraphqlResponseJson {
         StatusCode::BAD_REQUEST

@@ -14,6 +14,7 @@ pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod registration;
+pub mod review;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

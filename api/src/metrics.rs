@@ -17,6 +17,7 @@ struct Inner {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     graphql_operations: IntCounterVec,
+    graphql_statements: HistogramVec,
 }
 
 impl Metrics {
@@ -46,6 +47,17 @@ impl Metrics {
             ),
             &["operation_type", "root_field", "outcome"],
         )?;
+        let graphql_statements = HistogramVec::new(
+            HistogramOpts::new(
+                "graphql_sql_statements",
+                "SQL statements issued per GraphQL operation, by first root field",
+            )
+            .buckets(vec![
+                0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0,
+            ]),
+            &["root_field"],
+        )?;
+        registry.register(Box::new(graphql_statements.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(graphql_operations.clone()))?;
@@ -55,6 +67,7 @@ impl Metrics {
                 http_requests,
                 http_duration,
                 graphql_operations,
+                graphql_statements,
             }),
         })
     }
@@ -74,11 +87,25 @@ impl Metrics {
 
     /// Records one executed GraphQL operation. `root_field` comes from the schema (validated
     /// documents only), so its values are bounded.
-    pub fn observe_graphql(&self, operation_type: &str, root_field: &str, outcome: &str) {
+    pub fn observe_graphql(
+        &self,
+        operation_type: &str,
+        root_field: &str,
+        outcome: &str,
+        statements: u64,
+    ) {
         self.inner
             .graphql_operations
             .with_label_values(&[operation_type, root_field, outcome])
             .inc();
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "statement counts are far below 2^52"
+        )]
+        self.inner
+            .graphql_statements
+            .with_label_values(&[root_field])
+            .observe(statements as f64);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,6 +1,6 @@
 //! Building the application: connect, migrate, wire the routes, bind the listener.
 
-use std::{net::TcpListener, sync::Arc};
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
 use anyhow::Context;
@@ -39,6 +39,7 @@ impl Application {
             .context("reading the bound address")?
             .port();
         let server = run(listener, state.clone())?;
+        spawn_claim_sweeper(state.clone());
         Ok(Self {
             port,
             server,
@@ -58,6 +59,29 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Returns expired review claims to the queue in the background, so the queue and the
+/// timeline show them released even when nobody claims them again.
+fn spawn_claim_sweeper(state: AppState) {
+    let period =
+        (state.settings.claim_lease / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match crate::review::release_expired_claims(&state).await {
+                Ok(0) => {}
+                Ok(released) => {
+                    tracing::info!(released, "expired review claims returned to the queue")
+                }
+                Err(error) => {
+                    tracing::warn!(error = ?error, "could not release expired review claims")
+                }
+            }
+        }
+    });
 }
 
 /// Connects everything the handlers share.

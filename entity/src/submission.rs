@@ -32,6 +32,8 @@ pub struct Model {
     pub decided_at: Option<DateTimeUtc>,
     pub decision_reason: Option<String>,
     pub requested_fields: Option<Json>,
+    /// The reviewer's attestations of the criteria checked by hand, set on approval.
+    pub attestations: Option<Json>,
     pub version: i32,
     pub updated_at: DateTimeUtc,
 }

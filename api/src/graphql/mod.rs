@@ -1,8 +1,10 @@
 //! The GraphQL schema: per-domain query and mutation types merged into the roots.
 
 mod accounts;
+pub mod loaders;
 mod node;
 mod providers;
+mod review;
 mod sections;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
@@ -20,11 +22,16 @@ pub struct QueryRoot(
     accounts::AccountQuery,
     node::NodeQuery,
     providers::ProviderQuery,
+    review::ReviewQuery,
 );
 
 /// Every mutation, by domain.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(accounts::AccountMutation, providers::ProviderMutation);
+pub struct MutationRoot(
+    accounts::AccountMutation,
+    providers::ProviderMutation,
+    review::ReviewMutation,
+);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 

@@ -12,10 +12,16 @@ use entity::{event, provider, submission, user};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::{node::GlobalId, payload};
+use async_graphql::dataloader::DataLoader;
+
+use super::{
+    loaders::{ProviderLoader, UserLoader},
+    node::GlobalId,
+    payload,
+};
 use crate::{
     auth::{Principal, Role, RoleGuard, Viewer},
-    criteria::CriteriaReport,
+    criteria::{CriteriaReport, Criterion},
     domain::{
         BoundedText, EmailAddress, FieldError, HttpsUrl, ListErrors, PhoneNumber, RsaPublicKey,
         check_range, parse_sender_list, parse_target_url_list,
@@ -30,6 +36,7 @@ use crate::{
         },
         submit_blockers,
     },
+    review::Attestation,
     state::AppState,
 };
 
@@ -47,7 +54,7 @@ pub fn page_size(first: Option<i32>, default: i32) -> ApiResult<u64> {
     Ok(u64::try_from(first).unwrap_or(1))
 }
 
-fn principal<'a>(ctx: &'a Context<'_>) -> ApiResult<&'a Principal> {
+pub(crate) fn principal<'a>(ctx: &'a Context<'_>) -> ApiResult<&'a Principal> {
     Viewer::of(ctx).require(Role::Submitter)
 }
 
@@ -170,11 +177,52 @@ impl Submission {
         SubmissionStatus::parse(&self.0.status)
     }
     async fn provider(&self, ctx: &Context<'_>) -> ApiResult<Provider> {
-        let state = ctx.data_unchecked::<AppState>();
-        let found = provider::Entity::find_by_id(self.0.provider_id)
-            .one(state.db.conn())
-            .await?;
-        found.map(Provider).ok_or(ApiError::NotFound)
+        let loader = ctx.data_unchecked::<DataLoader<ProviderLoader>>();
+        loader
+            .load_one(self.0.provider_id)
+            .await?
+            .map(Provider)
+            .ok_or(ApiError::NotFound)
+    }
+    /// The reviewer holding the claim, while the submission is in review.
+    async fn claim_holder(&self, ctx: &Context<'_>) -> ApiResult<Option<Actor>> {
+        let Some(id) = self.0.claimed_by else {
+            return Ok(None);
+        };
+        let viewer = principal(ctx)?;
+        let loader = ctx.data_unchecked::<DataLoader<UserLoader>>();
+        Ok(loader.load_one(id).await?.map(|u| actor_of(&u, viewer)))
+    }
+    /// When the claim lapses unless renewed.
+    async fn claim_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.claim_expires_at
+    }
+    /// Seconds since the submission (or the one it answers) entered the queue.
+    async fn age_in_queue_seconds(&self) -> i64 {
+        (Utc::now() - self.0.queue_entered_at).num_seconds().max(0)
+    }
+    /// The reviewer who decided, when one did (`null` for automatic decisions).
+    async fn decided_by(&self, ctx: &Context<'_>) -> ApiResult<Option<Actor>> {
+        let Some(id) = self.0.decided_by else {
+            return Ok(None);
+        };
+        let viewer = principal(ctx)?;
+        let loader = ctx.data_unchecked::<DataLoader<UserLoader>>();
+        Ok(loader.load_one(id).await?.map(|u| actor_of(&u, viewer)))
+    }
+    /// The reviewer's attestations of the criteria checked by hand (Global approvals).
+    async fn attestations(&self) -> Vec<AttestationRecord> {
+        self.0
+            .attestations
+            .as_ref()
+            .and_then(|v| serde_json::from_value::<Vec<Attestation>>(v.clone()).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| AttestationRecord {
+                criterion: a.criterion,
+                note: a.note,
+            })
+            .collect()
     }
     /// The sections as they were when submitted.
     async fn sections(&self) -> ApiResult<ProviderDraft> {
@@ -276,6 +324,23 @@ impl From<DraftChange> for FieldChange {
     }
 }
 
+/// A reviewer's attestation of a criterion that cannot be checked from one e-mail.
+#[derive(SimpleObject)]
+pub struct AttestationRecord {
+    pub criterion: Criterion,
+    pub note: String,
+}
+
+/// A user as the viewer may see them.
+pub(crate) fn actor_of(user: &user::Model, viewer: &Principal) -> Actor {
+    let may_see_email = viewer.role >= Role::Reviewer || user.id == viewer.user_id;
+    Actor {
+        id: GlobalId::encode("User", user.id),
+        role: Role::parse(&user.role).unwrap_or(Role::Submitter),
+        email: may_see_email.then(|| user.email.clone()),
+    }
+}
+
 /// Who acted in a timeline event.
 #[derive(SimpleObject, Clone)]
 pub struct Actor {
@@ -305,11 +370,33 @@ pub struct TimelineEvent {
     pub created_at: DateTime<Utc>,
 }
 
-fn encode_cursor(id: i64) -> String {
+/// An event as the viewer may see it: actor e-mails only for reviewers and the actor themselves.
+pub(crate) fn timeline_event(
+    row: event::Model,
+    actor: Option<&user::Model>,
+    viewer: &Principal,
+) -> TimelineEvent {
+    TimelineEvent {
+        cursor: encode_cursor(row.id),
+        kind: EventKind::parse(&row.kind).unwrap_or(EventKind::Comment),
+        submission_id: row
+            .submission_id
+            .map(|id| GlobalId::encode("Submission", id)),
+        actor: actor.map(|u| actor_of(u, viewer)),
+        from_status: row.from_status.as_deref().and_then(SubmissionStatus::parse),
+        to_status: row.to_status.as_deref().and_then(SubmissionStatus::parse),
+        reason: row.reason,
+        fields: serde_json::from_value(row.fields).unwrap_or_default(),
+        internal: row.internal,
+        created_at: row.created_at,
+    }
+}
+
+pub(crate) fn encode_cursor(id: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("event:{id}"))
 }
 
-fn decode_event_cursor(cursor: &str) -> ApiResult<i64> {
+pub(crate) fn decode_event_cursor(cursor: &str) -> ApiResult<i64> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
@@ -358,29 +445,9 @@ async fn timeline(
     let mut connection =
         Connection::with_additional_fields(false, has_next, TotalCount { total_count });
     for row in rows {
-        let actor = row.actor_id.and_then(|id| actors.get(&id)).map(|u| Actor {
-            id: GlobalId::encode("User", u.id),
-            role: Role::parse(&u.role).unwrap_or(Role::Submitter),
-            email: (reviewer || u.id == viewer.user_id).then(|| u.email.clone()),
-        });
-        let cursor = encode_cursor(row.id);
-        connection.edges.push(Edge::new(
-            cursor.clone(),
-            TimelineEvent {
-                cursor,
-                kind: EventKind::parse(&row.kind).unwrap_or(EventKind::Comment),
-                submission_id: row
-                    .submission_id
-                    .map(|id| GlobalId::encode("Submission", id)),
-                actor,
-                from_status: row.from_status.as_deref().and_then(SubmissionStatus::parse),
-                to_status: row.to_status.as_deref().and_then(SubmissionStatus::parse),
-                reason: row.reason,
-                fields: serde_json::from_value(row.fields).unwrap_or_default(),
-                internal: row.internal,
-                created_at: row.created_at,
-            },
-        ));
+        let actor = row.actor_id.and_then(|id| actors.get(&id));
+        let node = timeline_event(row, actor, viewer);
+        connection.edges.push(Edge::new(node.cursor.clone(), node));
     }
     Ok(connection)
 }

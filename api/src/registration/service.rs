@@ -334,12 +334,22 @@ pub async fn submit_for_review(
         .await?
         .flatten();
     let sender_domains = sender_domains(&draft);
+    // A resubmission goes straight back to the reviewer who asked for the changes, under a
+    // fresh claim; if they let it lapse it returns to the queue like any claim.
+    let preferred_reviewer = preferred_reviewer.filter(|_| scope != Scope::MyMailbox);
+    let lease =
+        chrono::Duration::from_std(state.settings.claim_lease).map_err(ApiError::internal)?;
+    let initial_status = if preferred_reviewer.is_some() {
+        SubmissionStatus::InReview
+    } else {
+        SubmissionStatus::Submitted
+    };
     let inserted = submission::ActiveModel {
         id: Set(Uuid::now_v7()),
         provider_id: Set(provider_id),
         number: Set(last_number.unwrap_or(0) + 1),
         scope: Set(scope.as_str().to_owned()),
-        status: Set(SubmissionStatus::Submitted.as_str().to_owned()),
+        status: Set(initial_status.as_str().to_owned()),
         snapshot: Set(draft.to_json()),
         report: Set(report.as_ref().map(report_json)),
         provider_name: Set(provider.name.clone()),
@@ -349,12 +359,13 @@ pub async fn submit_for_review(
         queue_entered_at: Set(queue_entered_at),
         resubmission_of: Set(resubmission_of),
         preferred_reviewer_id: Set(preferred_reviewer),
-        claimed_by: Set(None),
-        claim_expires_at: Set(None),
+        claimed_by: Set(preferred_reviewer),
+        claim_expires_at: Set(preferred_reviewer.map(|_| now + lease)),
         decided_by: Set(None),
         decided_at: Set(None),
         decision_reason: Set(None),
         requested_fields: Set(None),
+        attestations: Set(None),
         version: Set(1),
         updated_at: Set(now),
     }
@@ -379,6 +390,20 @@ pub async fn submit_for_review(
     )
     .await?;
     recorded.push(submitted);
+    if preferred_reviewer.is_some() {
+        let returned = events::record(
+            &txn,
+            NewEvent::new(provider_id, None, EventKind::Claimed)
+                .submission(created.id)
+                .transition(
+                    Some(SubmissionStatus::Submitted),
+                    SubmissionStatus::InReview,
+                )
+                .reason("returned to the reviewer who asked for the changes"),
+        )
+        .await?;
+        recorded.push(returned);
+    }
 
     let checks_pass = report.as_ref().is_none_or(|r| r.overall != Verdict::Fail);
     if scope == Scope::MyMailbox && state.settings.auto_approve_my_mailbox && checks_pass {
