@@ -197,7 +197,11 @@ impl Settings {
         }
         let concurrency: usize = env
             .parse("PASSWORD_HASH_CONCURRENCY")?
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            // One core is left to the async workers: with every core hashing, a login flood
+            // starves other requests of CPU even though no worker is blocked (bench/README.md).
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+            });
         if concurrency == 0 {
             bail!("PASSWORD_HASH_CONCURRENCY must be at least 1");
         }

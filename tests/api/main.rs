@@ -5,4 +5,5 @@
 mod accounts;
 mod helpers;
 mod registration;
+mod review;
 mod transport;

@@ -11,15 +11,15 @@ const PROVIDER_FIELDS: &str = "id version name originatorId
     criteriaReport { overall checks { criterion verdict evidence } }";
 
 /// A small client for one user's provider.
-struct Registration<'a> {
+pub struct Registration<'a> {
     app: &'a TestApp,
     user: &'a TestUser,
-    id: String,
-    version: i64,
+    pub id: String,
+    pub version: i64,
 }
 
 impl<'a> Registration<'a> {
-    async fn create(app: &'a TestApp, user: &'a TestUser, name: &str) -> Self {
+    pub async fn create(app: &'a TestApp, user: &'a TestUser, name: &str) -> Self {
         let body = app
             .graphql(
                 Some(&user.access_token),
@@ -38,7 +38,7 @@ impl<'a> Registration<'a> {
 
     /// Runs a section mutation with the current id and version merged into `input`; on success
     /// remembers the new version. Returns the payload.
-    async fn edit(&mut self, mutation: &str, input_type: &str, mut input: Value) -> Value {
+    pub async fn edit(&mut self, mutation: &str, input_type: &str, mut input: Value) -> Value {
         input["providerId"] = json!(self.id);
         if input.get("expectedVersion").is_none() {
             input["expectedVersion"] = json!(self.version);
@@ -61,7 +61,7 @@ impl<'a> Registration<'a> {
         if payload.is_null() { body } else { payload }
     }
 
-    async fn provider_details(&mut self, senders: &[&str], targets: &[&str]) -> Value {
+    pub async fn provider_details(&mut self, senders: &[&str], targets: &[&str]) -> Value {
         self.edit(
             "updateProviderDetails",
             "UpdateProviderDetailsInput",
@@ -70,12 +70,12 @@ impl<'a> Registration<'a> {
         .await
     }
 
-    async fn scope(&mut self, scope: &str) -> Value {
+    pub async fn scope(&mut self, scope: &str) -> Value {
         self.edit("setScope", "SetScopeInput", json!({ "scope": scope }))
             .await
     }
 
-    async fn contact(&mut self) -> Value {
+    pub async fn contact(&mut self) -> Value {
         self.edit(
             "updateContactInfo",
             "UpdateContactInfoInput",
@@ -84,7 +84,7 @@ impl<'a> Registration<'a> {
         .await
     }
 
-    async fn global_sections(&mut self, sample_file: &str) -> Value {
+    pub async fn global_sections(&mut self, sample_file: &str) -> Value {
         self.edit(
             "updatePublisherInfo",
             "UpdatePublisherInfoInput",
@@ -108,7 +108,7 @@ impl<'a> Registration<'a> {
         .await
     }
 
-    async fn submit(&self) -> Value {
+    pub async fn submit(&self) -> Value {
         let body = self
             .app
             .graphql(
@@ -126,7 +126,7 @@ impl<'a> Registration<'a> {
         }
     }
 
-    async fn read(&self, fields: &str) -> Value {
+    pub async fn read(&self, fields: &str) -> Value {
         let body = self
             .app
             .graphql(

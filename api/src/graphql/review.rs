@@ -109,12 +109,15 @@ impl ReviewQuery {
         &self,
         ctx: &Context<'_>,
         filter: Option<ReviewQueueFilter>,
-        #[graphql(default)] order_by: QueueOrder,
+        #[graphql(desc = "Default: TIME_IN_QUEUE (longest waiting first).")] order_by: Option<
+            QueueOrder,
+        >,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Submission, TotalCount>> {
         let reviewer = Viewer::of(ctx).require(Role::Reviewer)?;
         let state = ctx.data_unchecked::<AppState>();
+        let order_by = order_by.unwrap_or_default();
         let limit = page_size(first, 20)?;
         let after = after.as_deref().map(QueueCursor::decode).transpose()?;
         let filter = filter.unwrap_or_default();
