@@ -222,6 +222,7 @@ pub async fn graphql(
     let mut response =
         counting_statements(statements.clone(), schema.execute(graphql_request)).await;
     let statement_count = statements.load(Ordering::Relaxed);
+    add_missing_codes(&mut response, operation.is_some());
     if state.settings.expose_sql_statement_count {
         response.extensions.insert(
             "sqlStatements".into(),
@@ -256,6 +257,22 @@ pub async fn graphql(
     HttpResponse::build(status)
         .content_type(response_type.content_type())
         .json(&response)
+}
+
+/// Gives every error a code. async-graphql's own parse, validation and input-coercion errors
+/// carry none; ours always do.
+fn add_missing_codes(response: &mut async_graphql::Response, parsed: bool) {
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            let code = match (parsed, error.path.is_empty()) {
+                (false, _) => "GRAPHQL_PARSE_FAILED",
+                (true, true) => "GRAPHQL_VALIDATION_FAILED",
+                (true, false) => "BAD_USER_INPUT",
+            };
+            extensions.set("code", code);
+        }
+    }
 }
 
 fn operation_type_label(kind: OperationType) -> &'static str {

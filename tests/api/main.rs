@@ -3,6 +3,7 @@
 //! over HTTP.
 
 mod accounts;
+mod authorization;
 mod helpers;
 mod registration;
 mod review;

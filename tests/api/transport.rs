@@ -340,6 +340,21 @@ async fn errors_never_reveal_internals_and_always_carry_a_code() {
         json!("UNAUTHENTICATED"),
         "{body}"
     );
+    for (document, code) in [
+        ("{ nope }", "GRAPHQL_VALIDATION_FAILED"),
+        ("{ viewer { id ", "GRAPHQL_PARSE_FAILED"),
+        (
+            "query($n: Int!) { reviewQueue(first: $n) { totalCount } }",
+            "BAD_USER_INPUT",
+        ),
+    ] {
+        let body = app.graphql(None, document, json!({})).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            json!(code),
+            "{document}: {body}"
+        );
+    }
     let body = app
         .graphql(None, "{ node(id: \"garbage\") { id } }", json!({}))
         .await;
