@@ -830,3 +830,82 @@ async fn one_open_submission_withdrawal_and_an_approved_registration_stays_in_fo
         .expect("approval");
     assert_eq!(auto["node"]["actor"], Value::Null, "the system approved it");
 }
+
+#[tokio::test]
+async fn malformed_and_oversized_samples_get_clear_errors_and_change_nothing() {
+    let app = spawn_app().await;
+    let owner = app.sign_up().await;
+    let mut provider = Registration::create(&app, &owner, "Samples").await;
+    provider
+        .provider_details(&["expense@contoso.com"], &["https://api.contoso.com"])
+        .await;
+    let good = sample("01-good-global-dkim-adaptive.eml");
+    let truncated = good[..good.len() / 2].to_owned();
+    let nested = format!(
+        "From: a@contoso.com\r\nSubject: deep\r\n{}\r\nbody\r\n",
+        (0..200)
+            .map(|i| format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"))
+            .collect::<String>()
+    );
+    let huge = format!(
+        "From: a@contoso.com\r\nSubject: big\r\n\r\n{}",
+        "A".repeat(3 * 1024 * 1024)
+    );
+    for (what, raw, code) in [
+        (
+            "not a message",
+            "hello there".to_owned(),
+            Some("SAMPLE_NOT_A_MESSAGE"),
+        ),
+        ("3 MiB", huge, Some("SAMPLE_TOO_LARGE")),
+        (
+            "200 nested multiparts",
+            nested,
+            Some("SAMPLE_TOO_DEEPLY_NESTED"),
+        ),
+        ("truncated MIME", truncated, None),
+    ] {
+        let payload = provider
+            .edit(
+                "updateVerificationDetails",
+                "UpdateVerificationDetailsInput",
+                json!({ "reviewerInstructions": "steps", "sampleEmail": raw }),
+            )
+            .await;
+        match code {
+            Some(code) => {
+                assert_eq!(
+                    codes(&payload),
+                    vec![(json!(["sampleEmail"]), code.to_owned())],
+                    "{what}: {payload}"
+                );
+                let stored = provider
+                    .read("draft { verificationDetails { reviewerInstructions } }")
+                    .await;
+                assert_eq!(
+                    stored["draft"]["verificationDetails"],
+                    Value::Null,
+                    "{what}"
+                );
+            }
+            // A cut-off message still parses; the report says what is missing.
+            None => assert_eq!(
+                payload["provider"]["criteriaReport"]["overall"],
+                json!("FAIL"),
+                "{what}: {payload}"
+            ),
+        }
+    }
+
+    // Past the request size limit the whole request is refused before it is read.
+    let twenty_mb = "A".repeat(20 * 1024 * 1024);
+    let response = app
+        .client
+        .post(app.graphql_url())
+        .bearer_auth(&owner.access_token)
+        .json(&json!({ "query": "mutation($s: String) { updateVerificationDetails(input: {providerId: \"x\", expectedVersion: 1, reviewerInstructions: \"x\", sampleEmail: $s}) { userErrors { code } } }", "variables": { "s": twenty_mb } }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 413);
+}
