@@ -1,6 +1,7 @@
 //! The GraphQL schema: per-domain query and mutation types merged into the roots.
 
 mod accounts;
+pub mod limits;
 pub mod loaders;
 mod node;
 mod providers;
