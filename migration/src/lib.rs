@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261203_000001_create_accounts;
 mod m20261203_000002_create_registrations;
+mod m20261203_000003_create_notification_outbox;
 
 /// The ordered list of migrations the service and the `migrate` CLI apply.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261203_000001_create_accounts::Migration),
             Box::new(m20261203_000002_create_registrations::Migration),
+            Box::new(m20261203_000003_create_notification_outbox::Migration),
         ]
     }
 }
