@@ -26,7 +26,9 @@ impl MigrationTrait for Migration {
                     .col(integer(NotificationOutbox::Attempts).default(0))
                     .col(timestamp_with_time_zone(NotificationOutbox::NextAttemptAt))
                     // A worker's lease on the row while it delivers it.
-                    .col(timestamp_with_time_zone_null(NotificationOutbox::LockedUntil))
+                    .col(timestamp_with_time_zone_null(
+                        NotificationOutbox::LockedUntil,
+                    ))
                     .col(timestamp_with_time_zone_null(NotificationOutbox::SentAt))
                     .col(text_null(NotificationOutbox::LastError))
                     .to_owned(),
