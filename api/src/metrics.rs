@@ -1,4 +1,4 @@
-//! Prometheus metrics: HTTP requests and latencies, GraphQL operations.
+//! Prometheus metrics: HTTP requests and latencies, GraphQL operations, mail deliveries.
 
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ struct Inner {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     graphql_operations: IntCounterVec,
+    mail_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -48,13 +49,22 @@ impl Metrics {
         )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
+        let mail_deliveries = IntCounterVec::new(
+            Opts::new(
+                "mail_deliveries_total",
+                "Delivery attempts of outbox e-mails by outcome (sent, failed)",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(graphql_operations.clone()))?;
+        registry.register(Box::new(mail_deliveries.clone()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 registry,
                 http_requests,
                 http_duration,
                 graphql_operations,
+                mail_deliveries,
             }),
         })
     }
@@ -78,6 +88,14 @@ impl Metrics {
         self.inner
             .graphql_operations
             .with_label_values(&[operation_type, root_field, outcome])
+            .inc();
+    }
+
+    /// Records one delivery attempt of an outbox e-mail: `sent` or `failed`.
+    pub fn observe_mail_delivery(&self, outcome: &str) {
+        self.inner
+            .mail_deliveries
+            .with_label_values(&[outcome])
             .inc();
     }
 

@@ -4,5 +4,6 @@
 
 mod accounts;
 mod helpers;
+mod notifications;
 mod registration;
 mod transport;
