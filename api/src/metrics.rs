@@ -47,8 +47,6 @@ impl Metrics {
             ),
             &["operation_type", "root_field", "outcome"],
         )?;
-        registry.register(Box::new(http_requests.clone()))?;
-        registry.register(Box::new(http_duration.clone()))?;
         let mail_deliveries = IntCounterVec::new(
             Opts::new(
                 "mail_deliveries_total",
@@ -56,6 +54,8 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(graphql_operations.clone()))?;
         registry.register(Box::new(mail_deliveries.clone()))?;
         Ok(Self {

@@ -309,6 +309,11 @@ async fn a_committed_notification_is_delivered_once_with_its_recipient_subject_a
     assert_eq!(rows[0].kind, "CHANGES_REQUESTED");
     assert_eq!(rows[0].locked_until, None);
     assert_eq!(rows[0].last_error, None);
+    let metrics = app.state.metrics.render();
+    assert!(
+        metrics.contains("amdash_mail_deliveries_total{outcome=\"sent\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -361,6 +366,11 @@ async fn mail_waits_in_the_outbox_while_the_smtp_server_is_down_and_goes_out_onc
     assert_eq!(received.len(), 1, "{received:#?}");
     assert_eq!(received[0].subject(), sent.subject);
     assert!(rows[0].attempts >= 3, "{:?}", rows[0]);
+    let metrics = app.state.metrics.render();
+    assert!(
+        metrics.contains("amdash_mail_deliveries_total{outcome=\"failed\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

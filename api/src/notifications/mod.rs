@@ -6,20 +6,26 @@
 //! only if an instance stops between handing it to the server and recording that (or its clock
 //! is minutes off another instance's); the `Message-ID` stays the same, so mail clients can tell.
 //!
-//! ```ignore
-//! let txn = state.db.begin_write().await?;
-//! // ... record the decision and its event ...
-//! let (subject, body) = decision_message(Decision::Approved, &provider.name, 3, "GLOBAL", None, &[]);
-//! notifications::enqueue(&txn, Notification {
-//!     recipient: contact.email.as_str().to_owned(),
+//! ```no_run
+//! # use dashboard::{db::Db, notifications::{self, Decision, Notification, decision_message}};
+//! # async fn approve(db: &Db, contact: String, provider: uuid::Uuid, submission: uuid::Uuid)
+//! # -> Result<(), sea_orm::DbErr> {
+//! let txn = db.begin_write().await?;
+//! // ... update the submission and record its event in `txn` ...
+//! let (subject, body) =
+//!     decision_message(Decision::Approved, "Contoso Alerts", 3, "GLOBAL", None, &[]);
+//! let message = Notification {
+//!     recipient: contact,
 //!     subject,
 //!     body,
 //!     kind: Decision::Approved.kind(),
-//!     provider_id: Some(provider.id),
-//!     submission_id: Some(submission.id),
-//! })
-//! .await?;
+//!     provider_id: Some(provider),
+//!     submission_id: Some(submission),
+//! };
+//! notifications::enqueue(&txn, message).await?;
 //! txn.commit().await?;
+//! # Ok(())
+//! # }
 //! ```
 
 mod messages;
