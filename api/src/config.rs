@@ -20,6 +20,9 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 /// Shortest accepted HMAC signing key, in bytes (HS256 wants at least the hash size).
 const MIN_JWT_KEY_BYTES: usize = 32;
 
+/// The sender of outgoing e-mail in development when `MAIL_FROM` is not set.
+pub const DEV_MAIL_FROM: &str = "Actionable dashboard <no-reply@localhost>";
+
 /// Where the service runs: development tolerates missing configuration, production does not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Environment {
@@ -103,6 +106,51 @@ pub struct JwtSettings {
     pub leeway_seconds: u64,
 }
 
+/// Which way outgoing e-mail leaves the service (`MAIL_TRANSPORT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailTransportKind {
+    Log,
+    File,
+    Smtp,
+}
+
+impl FromStr for MailTransportKind {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_lowercase().as_str() {
+            "log" => Ok(Self::Log),
+            "file" => Ok(Self::File),
+            "smtp" => Ok(Self::Smtp),
+            other => Err(format!("expected `log`, `file` or `smtp`, got `{other}`")),
+        }
+    }
+}
+
+/// Where outgoing e-mail goes.
+#[derive(Clone, Debug)]
+pub enum MailTransportSettings {
+    /// Into the service's log (development): metadata at info, the message at debug.
+    Log,
+    /// One `.eml` file per message in this folder (development).
+    File { dir: PathBuf },
+    /// To an SMTP server. The URL may hold the server's password, hence secret.
+    Smtp { url: SecretString },
+}
+
+/// Outgoing e-mail: the transport, the sender, and the timing of the delivery worker.
+#[derive(Clone, Debug)]
+pub struct MailSettings {
+    pub transport: MailTransportSettings,
+    /// The `From` of every message.
+    pub from: lettre::message::Mailbox,
+    /// How often the worker looks for due messages.
+    pub poll_interval: Duration,
+    /// Delay before the first retry of a failed delivery; each further failure doubles it.
+    pub retry_base: Duration,
+    /// Longest delay between two attempts.
+    pub retry_max: Duration,
+}
+
 /// Everything the service reads from its environment.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -130,6 +178,8 @@ pub struct Settings {
     pub claim_lease: Duration,
     /// Diagnostics: report the SQL statements of each operation in `extensions.sqlStatements`.
     pub expose_sql_statement_count: bool,
+    /// Decision e-mails.
+    pub mail: MailSettings,
 }
 
 impl Settings {
@@ -209,6 +259,7 @@ impl Settings {
         if max_body_bytes < 1024 {
             bail!("MAX_BODY_BYTES must be at least 1024, got {max_body_bytes}");
         }
+        let mail = mail_settings(&env, production, &data_dir)?;
 
         let claim_lease_seconds: u64 = env.parse("CLAIM_LEASE_SECONDS")?.unwrap_or(1800);
         if !(1..=7 * 86_400).contains(&claim_lease_seconds) {
@@ -248,6 +299,7 @@ impl Settings {
             expose_sql_statement_count: env
                 .parse_bool("EXPOSE_SQL_STATEMENT_COUNT")?
                 .unwrap_or(false),
+            mail,
         })
     }
 
@@ -282,6 +334,23 @@ impl Vars<'_> {
             .transpose()
     }
 
+    /// A number that must lie within `range`.
+    fn parse_in(
+        &self,
+        name: &str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> anyhow::Result<Option<u64>> {
+        let value: Option<u64> = self.parse(name)?;
+        match value {
+            Some(value) if !range.contains(&value) => bail!(
+                "{name} must be between {} and {}, got {value}",
+                range.start(),
+                range.end()
+            ),
+            _ => Ok(value),
+        }
+    }
+
     fn parse_bool(&self, name: &str) -> anyhow::Result<Option<bool>> {
         self.string(name)
             .map(|raw| match raw.to_ascii_lowercase().as_str() {
@@ -291,6 +360,138 @@ impl Vars<'_> {
             })
             .transpose()
     }
+}
+
+/// Reads the `MAIL_*` and `SMTP_URL` variables.
+///
+/// Production sends over SMTP unless told otherwise: a service that promises to e-mail its
+/// decisions must not fall back to writing them into a log unnoticed.
+fn mail_settings(env: &Vars, production: bool, data_dir: &Path) -> anyhow::Result<MailSettings> {
+    let kind = env.parse("MAIL_TRANSPORT")?.unwrap_or(if production {
+        MailTransportKind::Smtp
+    } else {
+        MailTransportKind::Log
+    });
+    let transport = match kind {
+        MailTransportKind::Log => MailTransportSettings::Log,
+        MailTransportKind::File => MailTransportSettings::File {
+            dir: env
+                .string("MAIL_FILE_DIR")
+                .map_or_else(|| data_dir.join("mail"), PathBuf::from),
+        },
+        MailTransportKind::Smtp => {
+            let Some(url) = env.string("SMTP_URL") else {
+                bail!(
+                    "SMTP_URL is required when MAIL_TRANSPORT=smtp (the default when \
+                     APP_ENV=production), e.g. smtps://USER:PASSWORD@HOST:465"
+                );
+            };
+            check_smtp_url(&url).map_err(|reason| anyhow::anyhow!("SMTP_URL {reason}"))?;
+            MailTransportSettings::Smtp { url: url.into() }
+        }
+    };
+
+    let from = match env.string("MAIL_FROM") {
+        Some(raw) => raw.parse::<lettre::message::Mailbox>().map_err(|error| {
+            anyhow::anyhow!(
+                "MAIL_FROM has an invalid value `{raw}`: {error} (expected \
+                 `Name <address@domain>` or `address@domain`)"
+            )
+        })?,
+        None if production && kind == MailTransportKind::Smtp => bail!(
+            "MAIL_FROM is required when APP_ENV=production and MAIL_TRANSPORT=smtp, \
+             e.g. `Actionable dashboard <no-reply@example.com>`"
+        ),
+        None => DEV_MAIL_FROM
+            .parse()
+            .context("the development default of MAIL_FROM")?,
+    };
+
+    let poll_ms = env
+        .parse_in("MAIL_POLL_INTERVAL_MS", 10..=600_000)?
+        .unwrap_or(1_000);
+    let base_ms = env
+        .parse_in("MAIL_RETRY_BASE_MS", 10..=3_600_000)?
+        .unwrap_or(5_000);
+    let max_ms = env
+        .parse_in("MAIL_RETRY_MAX_MS", 10..=86_400_000)?
+        .unwrap_or(900_000);
+    if max_ms < base_ms {
+        bail!("MAIL_RETRY_MAX_MS ({max_ms}) must not be less than MAIL_RETRY_BASE_MS ({base_ms})");
+    }
+
+    Ok(MailSettings {
+        transport,
+        from,
+        poll_interval: Duration::from_millis(poll_ms),
+        retry_base: Duration::from_millis(base_ms),
+        retry_max: Duration::from_millis(max_ms),
+    })
+}
+
+/// Checks an SMTP URL the way lettre will read it, and refuses what lettre would silently get
+/// wrong. The error never repeats the URL, which may hold a password.
+///
+/// lettre 0.11 ignores query parameters other than `tls` (so `?tsl=required` would quietly mean
+/// "no TLS"), and ignores a user name given without a password (no authentication at all).
+fn check_smtp_url(raw: &str) -> Result<(), String> {
+    use lettre::{AsyncSmtpTransport, Tokio1Executor};
+
+    let url = url::Url::parse(raw).map_err(|error| format!("is not a valid URL: {error}"))?;
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("has no host")?;
+    let mut tls = None;
+    for (key, value) in url.query_pairs() {
+        match key.as_ref() {
+            "tls" if tls.is_none() => tls = Some(value.into_owned()),
+            "tls" => return Err("gives `tls` twice".into()),
+            other => {
+                return Err(format!(
+                    "has an unknown parameter `{other}` (only `tls` is understood)"
+                ));
+            }
+        }
+    }
+    let encrypted = match (url.scheme(), tls.as_deref()) {
+        ("smtps", None) => true,
+        ("smtps", Some(_)) => {
+            return Err("must not set `tls` with smtps:// (TLS from the first byte)".into());
+        }
+        ("smtp", None) => false,
+        ("smtp", Some("required")) => true,
+        ("smtp", Some("opportunistic")) => false,
+        ("smtp", Some(other)) => {
+            return Err(format!(
+                "has `tls={other}`; expected `tls=required` or `tls=opportunistic`"
+            ));
+        }
+        (other, _) => {
+            return Err(format!(
+                "must start with smtp:// or smtps://, not {other}://"
+            ));
+        }
+    };
+    let has_password = url.password().is_some_and(|p| !p.is_empty());
+    if !url.username().is_empty() && !has_password {
+        return Err("has a user name but no password (write smtp://USER:PASSWORD@HOST)".into());
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if has_password && !encrypted && !loopback {
+        return Err(format!(
+            "would send the password to {host} without guaranteed encryption: use smtps:// \
+             or ?tls=required"
+        ));
+    }
+    AsyncSmtpTransport::<Tokio1Executor>::from_url(raw)
+        .map(|_| ())
+        .map_err(|error| format!("is not accepted by the mail library: {error}"))
 }
 
 /// Parses `kid:base64secret[,kid:base64secret...]`.
@@ -424,6 +625,8 @@ mod tests {
             ("APP_ENV", "production"),
             ("DATABASE_URL", "postgres://x@localhost/db"),
             ("JWT_KEYS", KEY),
+            ("SMTP_URL", "smtps://mailer:secret@smtp.example.com"),
+            ("MAIL_FROM", "Dashboard <no-reply@example.com>"),
         ])
         .expect("valid production settings");
         assert!(!settings.graphiql);
@@ -456,6 +659,152 @@ mod tests {
         assert!(message.contains("RUN_MIGRATIONS"), "{message}");
         let message = error_of(&[("ACCESS_TOKEN_TTL_SECONDS", "5"), ("JWT_KEYS", KEY)]);
         assert!(message.contains("ACCESS_TOKEN_TTL_SECONDS"), "{message}");
+    }
+
+    #[test]
+    fn development_logs_mail_from_a_default_sender() {
+        let defaults = settings(&[("JWT_KEYS", KEY)]).expect("development defaults");
+        assert!(matches!(
+            defaults.mail.transport,
+            MailTransportSettings::Log
+        ));
+        assert_eq!(defaults.mail.from.email.to_string(), "no-reply@localhost");
+        assert_eq!(defaults.mail.poll_interval, Duration::from_secs(1));
+        assert_eq!(defaults.mail.retry_base, Duration::from_secs(5));
+        assert_eq!(defaults.mail.retry_max, Duration::from_secs(900));
+
+        let file =
+            settings(&[("JWT_KEYS", KEY), ("MAIL_TRANSPORT", "file")]).expect("file transport");
+        let MailTransportSettings::File { dir } = file.mail.transport else {
+            panic!("expected the file transport");
+        };
+        assert!(dir.ends_with("mail"), "{}", dir.display());
+    }
+
+    #[test]
+    fn production_sends_mail_over_smtp_and_needs_a_url_and_a_sender() {
+        let production = [
+            ("APP_ENV", "production"),
+            ("DATABASE_URL", "postgres://x@localhost/db"),
+            ("JWT_KEYS", KEY),
+        ];
+        let message = error_of(&production);
+        assert!(message.contains("SMTP_URL"), "{message}");
+
+        let mut with_url = production.to_vec();
+        with_url.push(("SMTP_URL", "smtp://smtp.example.com:587?tls=required"));
+        let message = error_of(&with_url);
+        assert!(message.contains("MAIL_FROM"), "{message}");
+
+        let mut logged = production.to_vec();
+        logged.push(("MAIL_TRANSPORT", "log"));
+        let settings = settings(&logged).expect("production may log mail when told to");
+        assert!(matches!(
+            settings.mail.transport,
+            MailTransportSettings::Log
+        ));
+    }
+
+    #[test]
+    fn bad_mail_settings_name_the_variable() {
+        for (pairs, variable, needle) in [
+            (
+                vec![("MAIL_TRANSPORT", "pigeon")],
+                "MAIL_TRANSPORT",
+                "pigeon",
+            ),
+            (vec![("MAIL_TRANSPORT", "smtp")], "SMTP_URL", "required"),
+            (
+                vec![("MAIL_FROM", "not an address")],
+                "MAIL_FROM",
+                "invalid",
+            ),
+            (
+                vec![("MAIL_POLL_INTERVAL_MS", "0")],
+                "MAIL_POLL_INTERVAL_MS",
+                "between",
+            ),
+            (
+                vec![("MAIL_POLL_INTERVAL_MS", "soon")],
+                "MAIL_POLL_INTERVAL_MS",
+                "soon",
+            ),
+            (
+                vec![("MAIL_RETRY_BASE_MS", "-5")],
+                "MAIL_RETRY_BASE_MS",
+                "invalid",
+            ),
+            (
+                vec![
+                    ("MAIL_RETRY_BASE_MS", "60000"),
+                    ("MAIL_RETRY_MAX_MS", "1000"),
+                ],
+                "MAIL_RETRY_MAX_MS",
+                "less than",
+            ),
+        ] {
+            let mut pairs = pairs;
+            pairs.push(("JWT_KEYS", KEY));
+            let message = error_of(&pairs);
+            assert!(message.contains(variable), "{pairs:?}: {message}");
+            assert!(message.contains(needle), "{pairs:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn smtp_urls_that_lettre_would_misread_are_refused_without_echoing_the_password() {
+        for (url, needle) in [
+            ("http://smtp.example.com", "smtp://"),
+            ("smtp://", "host"),
+            (
+                "smtp://smtp.example.com?tsl=required",
+                "unknown parameter `tsl`",
+            ),
+            ("smtp://smtp.example.com?tls=always", "tls=always"),
+            ("smtps://smtp.example.com?tls=required", "smtps://"),
+            ("smtp://mailer@smtp.example.com?tls=required", "no password"),
+            (
+                "smtp://mailer:hunter2@smtp.example.com:25",
+                "without guaranteed encryption",
+            ),
+            (
+                "smtp://mailer:hunter2@smtp.example.com?tls=opportunistic",
+                "without guaranteed encryption",
+            ),
+        ] {
+            let message = error_of(&[
+                ("JWT_KEYS", KEY),
+                ("MAIL_TRANSPORT", "smtp"),
+                ("SMTP_URL", url),
+            ]);
+            assert!(message.contains("SMTP_URL"), "{url}: {message}");
+            assert!(message.contains(needle), "{url}: {message}");
+            assert!(!message.contains("hunter2"), "{url}: {message}");
+        }
+    }
+
+    #[test]
+    fn smtp_urls_lettre_understands_are_accepted() {
+        for url in [
+            "smtps://mailer:s%40cret@smtp.example.com",
+            "smtp://mailer:secret@smtp.example.com:587?tls=required",
+            "smtp://smtp.example.com:25?tls=opportunistic",
+            "smtp://127.0.0.1:2525",
+            "smtp://relay:secret@localhost:25",
+            "smtp://smtp.example.com:587/mail.example.com?tls=required",
+        ] {
+            let settings = settings(&[
+                ("JWT_KEYS", KEY),
+                ("MAIL_TRANSPORT", "smtp"),
+                ("SMTP_URL", url),
+            ])
+            .unwrap_or_else(|error| panic!("{url}: {error:#}"));
+            assert!(matches!(
+                settings.mail.transport,
+                MailTransportSettings::Smtp { .. }
+            ));
+            assert!(!format!("{settings:?}").contains("secret"), "{url}");
+        }
     }
 
     #[test]

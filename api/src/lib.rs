@@ -13,6 +13,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod notifications;
 pub mod registration;
 pub mod review;
 pub mod startup;

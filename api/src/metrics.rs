@@ -1,4 +1,4 @@
-//! Prometheus metrics: HTTP requests and latencies, GraphQL operations.
+//! Prometheus metrics: HTTP requests and latencies, GraphQL operations, mail deliveries.
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ struct Inner {
     http_duration: HistogramVec,
     graphql_operations: IntCounterVec,
     graphql_statements: HistogramVec,
+    mail_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -58,9 +59,17 @@ impl Metrics {
             &["root_field"],
         )?;
         registry.register(Box::new(graphql_statements.clone()))?;
+        let mail_deliveries = IntCounterVec::new(
+            Opts::new(
+                "mail_deliveries_total",
+                "Delivery attempts of outbox e-mails by outcome (sent, failed)",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(graphql_operations.clone()))?;
+        registry.register(Box::new(mail_deliveries.clone()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 registry,
@@ -68,6 +77,7 @@ impl Metrics {
                 http_duration,
                 graphql_operations,
                 graphql_statements,
+                mail_deliveries,
             }),
         })
     }
@@ -106,6 +116,14 @@ impl Metrics {
             .graphql_statements
             .with_label_values(&[root_field])
             .observe(statements as f64);
+    }
+
+    /// Records one delivery attempt of an outbox e-mail: `sent` or `failed`.
+    pub fn observe_mail_delivery(&self, outcome: &str) {
+        self.inner
+            .mail_deliveries
+            .with_label_values(&[outcome])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

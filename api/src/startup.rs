@@ -1,8 +1,14 @@
-//! Building the application: connect, migrate, wire the routes, bind the listener.
+//! Building the application: connect, migrate, wire the routes, bind the listener, start the
+//! mail worker.
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use actix_web::{
+    App, HttpServer,
+    dev::{Server, ServerHandle},
+    middleware::from_fn,
+    web,
+};
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use tracing_actix_web::TracingLogger;
@@ -16,19 +22,21 @@ use crate::{
     graphql::{AppSchema, build_schema},
     http,
     metrics::Metrics,
+    notifications::{MailWorker, Mailer},
     state::AppState,
 };
 
-/// A built, bound, not yet running service.
+/// A built, bound service whose mail worker already runs; the HTTP server runs once awaited.
 pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    mail_worker: MailWorker,
 }
 
 impl Application {
     /// Connects to the database (migrating it when configured), binds `host:port` (port 0 picks
-    /// a free one) and prepares the HTTP server.
+    /// a free one), prepares the HTTP server and starts the mail worker.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let state = build_state(settings).await?;
         let address = (state.settings.host, state.settings.port);
@@ -38,12 +46,20 @@ impl Application {
             .local_addr()
             .context("reading the bound address")?
             .port();
+        let mailer = Mailer::from_settings(&state.settings.mail).context("setting up mail")?;
         let server = run(listener, state.clone())?;
         spawn_claim_sweeper(state.clone());
+        let mail_worker = MailWorker::spawn(
+            state.db.clone(),
+            mailer,
+            &state.settings.mail,
+            state.metrics.clone(),
+        );
         Ok(Self {
             port,
             server,
             state,
+            mail_worker,
         })
     }
 
@@ -55,9 +71,17 @@ impl Application {
         &self.state
     }
 
-    /// Serves until the process is told to stop.
+    /// Stops the server from elsewhere (tests; signals are handled by the server itself).
+    pub fn server_handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the process is told to stop (SIGINT, SIGTERM or the server handle), then
+    /// stops the mail worker.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.mail_worker.stop().await;
+        served
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod api_token;
 pub mod event;
+pub mod notification;
 pub mod provider;
 pub mod session;
 pub mod submission;

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261203_000001_create_accounts;
 mod m20261203_000002_create_registrations;
+mod m20261203_000003_create_notification_outbox;
 mod m20261203_000004_add_review_attestations;
 
 /// The ordered list of migrations the service and the `migrate` CLI apply.
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261203_000001_create_accounts::Migration),
             Box::new(m20261203_000002_create_registrations::Migration),
+            Box::new(m20261203_000003_create_notification_outbox::Migration),
             Box::new(m20261203_000004_add_review_attestations::Migration),
         ]
     }

@@ -5,6 +5,7 @@
 mod accounts;
 mod authorization;
 mod helpers;
+mod notifications;
 mod registration;
 mod review;
 mod transport;
