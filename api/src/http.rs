@@ -325,6 +325,12 @@ pub async fn livez() -> HttpResponse {
 }
 
 /// `/readyz`: the database answers, and Redis when it is configured.
+///
+/// `bus` says how events reach this instance's subscribers: `in-process` (no Redis),
+/// `redis-connected`, or `redis-reconnecting`. A reconnecting bus alone does not make the
+/// instance unready: subscribers still get every event, caught up from the event log every
+/// second until the subscription is back, so taking the instance out of rotation would only
+/// drop their sockets.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = match state.db.ping().await {
         Ok(()) => "ok",
@@ -355,8 +361,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    HttpResponse::build(status)
-        .json(json!({ "ready": ready, "database": database, "redis": redis }))
+    HttpResponse::build(status).json(json!({
+        "ready": ready,
+        "database": database,
+        "redis": redis,
+        "bus": state.bus.status().as_str(),
+    }))
 }
 
 /// `/metrics`: Prometheus text format.
