@@ -1,13 +1,16 @@
-//! The GraphQL schema: per-domain query and mutation types merged into the roots.
+//! The GraphQL schema: per-domain query and mutation types merged into the roots, and the
+//! subscriptions.
 
 mod accounts;
 mod node;
 mod providers;
 mod sections;
+mod subscriptions;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
 pub use node::{GlobalId, Node};
+pub use subscriptions::SubscriptionRoot;
 
 use crate::{
     error::{PayloadError, UserError},
@@ -26,18 +29,18 @@ pub struct QueryRoot(
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(accounts::AccountMutation, providers::ProviderMutation);
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Deepest accepted selection nesting.
 pub const MAX_DEPTH: usize = 15;
 /// Highest accepted query complexity (each field costs 1 unless it says otherwise).
 pub const MAX_COMPLEXITY: usize = 2_000;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot,
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)

@@ -286,6 +286,18 @@ pub struct Actor {
     pub email: Option<String>,
 }
 
+impl Actor {
+    /// The actor as `viewer` may see them: the address only for reviewers and the actor.
+    pub(crate) fn shown_to(user: &user::Model, viewer: &Principal) -> Self {
+        Self {
+            id: GlobalId::encode("User", user.id),
+            role: Role::parse(&user.role).unwrap_or(Role::Submitter),
+            email: (viewer.role >= Role::Reviewer || user.id == viewer.user_id)
+                .then(|| user.email.clone()),
+        }
+    }
+}
+
 /// One entry of a provider's timeline.
 #[derive(SimpleObject)]
 pub struct TimelineEvent {
@@ -305,11 +317,31 @@ pub struct TimelineEvent {
     pub created_at: DateTime<Utc>,
 }
 
-fn encode_cursor(id: i64) -> String {
+impl TimelineEvent {
+    /// The entry of a logged event, with its actor as the viewer may see them.
+    pub(crate) fn from_event(row: event::Model, actor: Option<Actor>) -> Self {
+        Self {
+            cursor: encode_cursor(row.id),
+            kind: EventKind::parse(&row.kind).unwrap_or(EventKind::Comment),
+            submission_id: row
+                .submission_id
+                .map(|id| GlobalId::encode("Submission", id)),
+            actor,
+            from_status: row.from_status.as_deref().and_then(SubmissionStatus::parse),
+            to_status: row.to_status.as_deref().and_then(SubmissionStatus::parse),
+            reason: row.reason,
+            fields: serde_json::from_value(row.fields).unwrap_or_default(),
+            internal: row.internal,
+            created_at: row.created_at,
+        }
+    }
+}
+
+pub(crate) fn encode_cursor(id: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("event:{id}"))
 }
 
-fn decode_event_cursor(cursor: &str) -> ApiResult<i64> {
+pub(crate) fn decode_event_cursor(cursor: &str) -> ApiResult<i64> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
@@ -358,29 +390,14 @@ async fn timeline(
     let mut connection =
         Connection::with_additional_fields(false, has_next, TotalCount { total_count });
     for row in rows {
-        let actor = row.actor_id.and_then(|id| actors.get(&id)).map(|u| Actor {
-            id: GlobalId::encode("User", u.id),
-            role: Role::parse(&u.role).unwrap_or(Role::Submitter),
-            email: (reviewer || u.id == viewer.user_id).then(|| u.email.clone()),
-        });
-        let cursor = encode_cursor(row.id);
-        connection.edges.push(Edge::new(
-            cursor.clone(),
-            TimelineEvent {
-                cursor,
-                kind: EventKind::parse(&row.kind).unwrap_or(EventKind::Comment),
-                submission_id: row
-                    .submission_id
-                    .map(|id| GlobalId::encode("Submission", id)),
-                actor,
-                from_status: row.from_status.as_deref().and_then(SubmissionStatus::parse),
-                to_status: row.to_status.as_deref().and_then(SubmissionStatus::parse),
-                reason: row.reason,
-                fields: serde_json::from_value(row.fields).unwrap_or_default(),
-                internal: row.internal,
-                created_at: row.created_at,
-            },
-        ));
+        let actor = row
+            .actor_id
+            .and_then(|id| actors.get(&id))
+            .map(|u| Actor::shown_to(u, viewer));
+        let entry = TimelineEvent::from_event(row, actor);
+        connection
+            .edges
+            .push(Edge::new(entry.cursor.clone(), entry));
     }
     Ok(connection)
 }
