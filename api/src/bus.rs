@@ -433,7 +433,7 @@ async fn sequence(mut input: mpsc::Receiver<Input>, shared: Arc<Shared>, db: Db,
             },
             _ = tick.tick() => {
                 ticks = ticks.wrapping_add(1);
-                let due = ticks % TICKS_PER_CATCH_UP == 0
+                let due = ticks.is_multiple_of(TICKS_PER_CATCH_UP)
                     || sequencer.shared.status() == BusStatus::RedisReconnecting
                     || sequencer.shared.overflowed.swap(false, Ordering::Relaxed);
                 if !due {

@@ -300,7 +300,7 @@ impl AllowedOrigins {
         });
         match self {
             Self::Any => true,
-            Self::List(list) => same_origin || list.iter().any(|allowed| *allowed == origin),
+            Self::List(list) => same_origin || list.contains(&origin),
         }
     }
 }

@@ -39,9 +39,11 @@ const QUEUE_KINDS: [EventKind; 8] = [
     EventKind::Withdrawn,
 ];
 
+/// Every subscription (served over WebSocket, `graphql-transport-ws`).
 #[derive(Default)]
 pub struct SubscriptionRoot;
 
+/// Live changes, served over WebSocket with the `graphql-transport-ws` protocol.
 #[Subscription]
 impl SubscriptionRoot {
     /// Every change of status of the provider's submissions: submitted, claimed, released,
@@ -126,14 +128,14 @@ impl Change {
         EventKind::parse(&self.event.kind).unwrap_or(EventKind::Comment)
     }
 
-    fn from_status(&self) -> Option<SubmissionStatus> {
+    fn status_before(&self) -> Option<SubmissionStatus> {
         self.event
             .from_status
             .as_deref()
             .and_then(SubmissionStatus::parse)
     }
 
-    fn to_status(&self) -> Option<SubmissionStatus> {
+    fn status_after(&self) -> Option<SubmissionStatus> {
         self.event
             .to_status
             .as_deref()
@@ -181,6 +183,7 @@ impl Change {
 /// A submission of the provider changed status.
 pub struct SubmissionStatusChange(Change);
 
+/// A submission of the provider changed status.
 #[Object]
 impl SubmissionStatusChange {
     /// Pass as `after` to resume after this change.
@@ -196,11 +199,13 @@ impl SubmissionStatusChange {
         self.0.submission(ctx).await
     }
     /// `null` when the submission was just created.
+    /// `null` when the submission was just created.
     async fn from_status(&self) -> Option<SubmissionStatus> {
-        self.0.from_status()
+        self.0.status_before()
     }
+    /// The status it has since this change.
     async fn to_status(&self) -> Option<SubmissionStatus> {
-        self.0.to_status()
+        self.0.status_after()
     }
     /// Who changed it; `null` when the system did (automatic approval, expired claims).
     async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<Actor>> {
@@ -250,6 +255,7 @@ impl ReviewQueueChangeKind {
 /// The review queue changed.
 pub struct ReviewQueueChange(Change);
 
+/// The review queue changed.
 #[Object]
 impl ReviewQueueChange {
     /// Pass as `after` to resume after this change.
@@ -272,11 +278,13 @@ impl ReviewQueueChange {
     async fn submission(&self, ctx: &Context<'_>) -> ApiResult<Option<Submission>> {
         self.0.submission(ctx).await
     }
+    /// `null` when the submission was just created.
     async fn from_status(&self) -> Option<SubmissionStatus> {
-        self.0.from_status()
+        self.0.status_before()
     }
+    /// The status it has since this change.
     async fn to_status(&self) -> Option<SubmissionStatus> {
-        self.0.to_status()
+        self.0.status_after()
     }
     /// Who changed it; `null` when the system did.
     async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<Actor>> {
