@@ -46,7 +46,7 @@ use uuid::Uuid;
 use crate::{
     auth::{AuthRejection, Credential, Principal, Viewer, authenticate},
     config::RealtimeSettings,
-    graphql::AppSchema,
+    graphql::{AppSchema, SubscribedAt},
     state::AppState,
 };
 
@@ -591,7 +591,8 @@ impl Connection {
         };
         let mut request = async_graphql::Request::new(payload.query)
             .variables(variables)
-            .data(Viewer::User(auth.principal.clone()));
+            .data(Viewer::User(auth.principal.clone()))
+            .data(SubscribedAt(self.state.bus.high_water()));
         if let Some(name) = payload.operation_name {
             request = request.operation_name(name);
         }

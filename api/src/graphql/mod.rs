@@ -10,7 +10,7 @@ mod subscriptions;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
 pub use node::{GlobalId, Node};
-pub use subscriptions::SubscriptionRoot;
+pub use subscriptions::{SubscribedAt, SubscriptionRoot};
 
 use crate::{
     error::{PayloadError, UserError},

@@ -43,6 +43,21 @@ const QUEUE_KINDS: [EventKind; 8] = [
 #[derive(Default)]
 pub struct SubscriptionRoot;
 
+/// Request data set by the transport: the event bus's high-water mark when the `subscribe`
+/// message arrived. A subscription without `after` starts there, so "from now on" means from the
+/// message, not from whenever the resolver happens to run: a change made after the client saw
+/// anything the server sent after the `subscribe` message is always delivered.
+#[derive(Clone, Copy, Debug)]
+pub struct SubscribedAt(pub i64);
+
+/// The event id to replay after: the client's cursor, else the transport's mark.
+fn start_after(ctx: &Context<'_>, after: Option<&str>) -> ApiResult<Option<i64>> {
+    match after {
+        Some(cursor) => decode_event_cursor(cursor).map(Some),
+        None => Ok(ctx.data_opt::<SubscribedAt>().map(|mark| mark.0)),
+    }
+}
+
 /// Live changes, served over WebSocket with the `graphql-transport-ws` protocol.
 #[Subscription]
 impl SubscriptionRoot {
@@ -64,7 +79,7 @@ impl SubscriptionRoot {
         let state = ctx.data_unchecked::<AppState>();
         let id = GlobalId::expect(&provider_id, "Provider").map_err(|_| ApiError::NotFound)?;
         registration::visible_provider(state.db.conn(), &viewer, id).await?;
-        let after = after.as_deref().map(decode_event_cursor).transpose()?;
+        let after = start_after(ctx, after.as_deref())?;
 
         let filter = EventFilter {
             provider_id: Some(id),
@@ -89,7 +104,7 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ReviewQueueChange>>> {
         let viewer = Viewer::of(ctx).require(Role::Reviewer)?.clone();
         let state = ctx.data_unchecked::<AppState>();
-        let after = after.as_deref().map(decode_event_cursor).transpose()?;
+        let after = start_after(ctx, after.as_deref())?;
 
         let filter = EventFilter {
             provider_id: None,
