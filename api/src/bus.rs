@@ -602,14 +602,22 @@ async fn forward(
                 continue;
             }
         };
-        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(&channel)
-            .arg(payload)
-            .query_async(&mut publisher)
-            .await;
-        if let Err(error) = published {
-            // Other instances fill the gap from the log.
-            tracing::warn!(error = %error, event.id = event.id, "event bus: publishing to Redis failed");
+        // While Redis is down the connection manager retries for seconds; later events must not
+        // queue behind that, since other instances fill any gap from the log anyway.
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(&channel).arg(payload);
+        let publish = command.query_async::<i64>(&mut publisher);
+        match tokio::time::timeout(REDIS_PING_TIMEOUT, publish).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, event.id = event.id, "event bus: publishing to Redis failed");
+            }
+            Err(_) => {
+                tracing::warn!(
+                    event.id = event.id,
+                    "event bus: publishing to Redis timed out"
+                );
+            }
         }
     }
 }

@@ -343,13 +343,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         None => "not configured",
         Some(connection) => {
             let mut connection = connection.clone();
-            match redis::cmd("PING")
-                .query_async::<String>(&mut connection)
-                .await
-            {
-                Ok(_) => "ok",
-                Err(error) => {
+            // While Redis is down the connection manager retries for seconds before it
+            // answers; a readiness probe needs its answer sooner.
+            let command = redis::cmd("PING");
+            let ping = command.query_async::<String>(&mut connection);
+            match tokio::time::timeout(std::time::Duration::from_secs(1), ping).await {
+                Ok(Ok(_)) => "ok",
+                Ok(Err(error)) => {
                     tracing::warn!(error = %error, "readiness: redis does not answer");
+                    "unavailable"
+                }
+                Err(_) => {
+                    tracing::warn!("readiness: redis did not answer within 1 s");
                     "unavailable"
                 }
             }

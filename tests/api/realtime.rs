@@ -5,6 +5,7 @@ use std::{path::Path, process::Stdio, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
+use dashboard::bus::BusStatus;
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -1017,6 +1018,17 @@ impl PrivateRedis {
     }
 }
 
+/// Waits (up to 30 s, more than the longest reconnect backoff) for the instance's bus status.
+async fn wait_for_bus(app: &TestApp, status: BusStatus) -> bool {
+    for _ in 0..600 {
+        if app.state.bus.status() == status {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
@@ -1056,15 +1068,12 @@ async fn a_redis_restart_loses_and_repeats_nothing() {
 
     // Redis goes away: B's publish fails, A still gets the change from the log.
     let port = redis.stop().await;
-    let mut reconnecting = false;
-    for _ in 0..100 {
-        if readyz(&a).await["bus"] == json!("redis-reconnecting") {
-            reconnecting = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(reconnecting, "A noticed the lost subscription");
+    assert!(
+        wait_for_bus(&a, BusStatus::RedisReconnecting).await,
+        "A noticed the lost subscription"
+    );
+    let ready = readyz(&a).await;
+    assert_eq!(ready["bus"], json!("redis-reconnecting"), "{ready}");
     withdraw(&b, &owner, first["id"].as_str().expect("id")).await;
     assert_eq!(
         ws.next_event("s", "submissionStatusChanged").await["toStatus"],
@@ -1075,17 +1084,12 @@ async fn a_redis_restart_loses_and_repeats_nothing() {
     let _redis = PrivateRedis::start(port)
         .await
         .expect("restart redis-server");
-    let mut connected = false;
-    for _ in 0..300 {
-        if readyz(&a).await["bus"] == json!("redis-connected")
-            && readyz(&b).await["bus"] == json!("redis-connected")
-        {
-            connected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(connected, "both instances resubscribed");
+    assert!(
+        wait_for_bus(&a, BusStatus::RedisConnected).await
+            && wait_for_bus(&b, BusStatus::RedisConnected).await,
+        "both instances resubscribed"
+    );
+    assert_eq!(readyz(&a).await["bus"], json!("redis-connected"));
     let second = submit(&b, &owner, &provider_id).await;
     let live = ws.next_event("s", "submissionStatusChanged").await;
     assert_eq!(live["submission"]["id"], second["id"]);
