@@ -180,6 +180,8 @@ pub struct Settings {
     pub expose_sql_statement_count: bool,
     /// Decision e-mails.
     pub mail: MailSettings,
+    /// GraphQL subscriptions over WebSocket: origins, limits, timeouts.
+    pub realtime: RealtimeSettings,
 }
 
 impl Settings {
@@ -300,6 +302,7 @@ impl Settings {
                 .parse_bool("EXPOSE_SQL_STATEMENT_COUNT")?
                 .unwrap_or(false),
             mail,
+            realtime: realtime_settings(&env)?,
         })
     }
 
@@ -492,6 +495,112 @@ fn check_smtp_url(raw: &str) -> Result<(), String> {
     AsyncSmtpTransport::<Tokio1Executor>::from_url(raw)
         .map(|_| ())
         .map_err(|error| format!("is not accepted by the mail library: {error}"))
+}
+
+/// Which browser pages may open a WebSocket (`ALLOWED_ORIGINS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// `*`: any origin (development only; browsers then need no CORS-like check).
+    Any,
+    /// Exact `scheme://host[:port]` origins, lower-cased, plus the service's own origin.
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Whether a browser page at `origin` may connect. A request whose `Origin` names the host it
+    /// was sent to (`host`, the `Host` header) is same-origin and always allowed.
+    pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
+        let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        let same_origin = host.is_some_and(|host| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host.trim()))
+        });
+        match self {
+            Self::Any => true,
+            Self::List(list) => same_origin || list.contains(&origin),
+        }
+    }
+}
+
+/// Limits and timeouts of GraphQL subscriptions over WebSocket (`graphql-transport-ws`).
+#[derive(Clone, Debug)]
+pub struct RealtimeSettings {
+    /// Browser origins allowed to open a socket; requests without `Origin` (non-browser clients)
+    /// are always allowed, since they are not subject to cross-site attacks.
+    pub allowed_origins: AllowedOrigins,
+    /// Largest accepted WebSocket message; a larger one closes the socket (1009).
+    pub max_message_bytes: usize,
+    /// Most operations running at once on one socket.
+    pub max_subscriptions_per_connection: usize,
+    /// Most sockets one user may hold open on one instance.
+    pub max_connections_per_user: usize,
+    /// How long a socket may stay open without `connection_init` (then 4408).
+    pub init_timeout: Duration,
+    /// How often the credentials behind a socket are checked again (revoked token, disabled
+    /// user, changed role); an access token's expiry closes the socket at the expiry itself.
+    pub auth_recheck_interval: Duration,
+}
+
+fn realtime_settings(env: &Vars<'_>) -> anyhow::Result<RealtimeSettings> {
+    let allowed_origins = match env.string("ALLOWED_ORIGINS") {
+        Some(spec) if spec.trim() == "*" => AllowedOrigins::Any,
+        Some(spec) => {
+            let mut origins = Vec::new();
+            for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let parsed = url::Url::parse(entry).ok().filter(|url| {
+                    matches!(url.scheme(), "http" | "https")
+                        && url.host_str().is_some()
+                        && url.path() == "/"
+                        && url.query().is_none()
+                        && url.fragment().is_none()
+                        && url.username().is_empty()
+                });
+                let Some(url) = parsed else {
+                    bail!(
+                        "ALLOWED_ORIGINS has `{entry}`, which is not an origin such as \
+                         `https://dashboard.contoso.com` (scheme, host and optional port only)"
+                    );
+                };
+                origins.push(url.origin().ascii_serialization().to_ascii_lowercase());
+            }
+            AllowedOrigins::List(origins)
+        }
+        None => AllowedOrigins::List(Vec::new()),
+    };
+    let max_message_bytes: usize = env.parse("WS_MAX_MESSAGE_BYTES")?.unwrap_or(64 * 1024);
+    if !(1024..=16 * 1024 * 1024).contains(&max_message_bytes) {
+        bail!("WS_MAX_MESSAGE_BYTES must be between 1024 and 16777216, got {max_message_bytes}");
+    }
+    let max_subscriptions: usize = env
+        .parse("WS_MAX_SUBSCRIPTIONS_PER_CONNECTION")?
+        .unwrap_or(50);
+    if !(1..=10_000).contains(&max_subscriptions) {
+        bail!(
+            "WS_MAX_SUBSCRIPTIONS_PER_CONNECTION must be between 1 and 10000, got \
+             {max_subscriptions}"
+        );
+    }
+    let max_connections: usize = env.parse("WS_MAX_CONNECTIONS_PER_USER")?.unwrap_or(16);
+    if !(1..=10_000).contains(&max_connections) {
+        bail!("WS_MAX_CONNECTIONS_PER_USER must be between 1 and 10000, got {max_connections}");
+    }
+    let init_timeout: u64 = env.parse("WS_INIT_TIMEOUT_SECONDS")?.unwrap_or(10);
+    if !(1..=300).contains(&init_timeout) {
+        bail!("WS_INIT_TIMEOUT_SECONDS must be between 1 and 300, got {init_timeout}");
+    }
+    let recheck: u64 = env.parse("WS_AUTH_RECHECK_SECONDS")?.unwrap_or(30);
+    if !(1..=3600).contains(&recheck) {
+        bail!("WS_AUTH_RECHECK_SECONDS must be between 1 and 3600, got {recheck}");
+    }
+    Ok(RealtimeSettings {
+        allowed_origins,
+        max_message_bytes,
+        max_subscriptions_per_connection: max_subscriptions,
+        max_connections_per_user: max_connections,
+        init_timeout: Duration::from_secs(init_timeout),
+        auth_recheck_interval: Duration::from_secs(recheck),
+    })
 }
 
 /// Parses `kid:base64secret[,kid:base64secret...]`.
@@ -805,6 +914,36 @@ mod tests {
             ));
             assert!(!format!("{settings:?}").contains("secret"), "{url}");
         }
+    }
+
+    #[test]
+    fn allowed_origins_are_exact_and_same_origin_is_always_allowed() {
+        let settings = settings(&[
+            ("JWT_KEYS", KEY),
+            (
+                "ALLOWED_ORIGINS",
+                "https://Dashboard.contoso.com, http://localhost:3000/",
+            ),
+        ])
+        .expect("valid origins");
+        let origins = &settings.realtime.allowed_origins;
+        assert!(origins.allows("https://dashboard.contoso.com", None));
+        assert!(origins.allows("http://localhost:3000", None));
+        assert!(!origins.allows("https://dashboard.contoso.com.evil.example", None));
+        assert!(!origins.allows("http://localhost:3001", None));
+        assert!(!origins.allows("null", None));
+        assert!(origins.allows("http://127.0.0.1:8080", Some("127.0.0.1:8080")));
+        assert!(!origins.allows("http://evil.example", Some("127.0.0.1:8080")));
+
+        let message = error_of(&[("JWT_KEYS", KEY), ("ALLOWED_ORIGINS", "contoso.com")]);
+        assert!(message.contains("ALLOWED_ORIGINS"), "{message}");
+        let message = error_of(&[
+            ("JWT_KEYS", KEY),
+            ("ALLOWED_ORIGINS", "https://contoso.com/app"),
+        ]);
+        assert!(message.contains("ALLOWED_ORIGINS"), "{message}");
+        let message = error_of(&[("JWT_KEYS", KEY), ("WS_MAX_MESSAGE_BYTES", "10")]);
+        assert!(message.contains("WS_MAX_MESSAGE_BYTES"), "{message}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use async_graphql::Enum;
 use chrono::Utc;
 use entity::event;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr, NotSet};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbBackend, DbErr, NotSet};
 use uuid::Uuid;
 
 use crate::registration::SubmissionStatus;
@@ -125,8 +125,33 @@ impl NewEvent {
     }
 }
 
+/// The PostgreSQL advisory lock that orders event ids by commit (an arbitrary constant: the
+/// bytes of "amdash" and 1).
+const EVENT_ORDER_LOCK: i64 = 0x616d_6461_7368_0001;
+
 /// Appends an event in the caller's transaction, so it commits (or not) with the change.
+///
+/// Event ids are the cursors subscribers resume from (`id > cursor`), so an id must never become
+/// visible after a higher one. SQLite guarantees it (one writer at a time). On PostgreSQL ids
+/// come from a sequence and transactions may commit in another order than they drew them, so
+/// the first event of a transaction takes a transaction-scoped advisory lock, held until commit
+/// or rollback, before drawing its id: transactions that record events then commit in id order.
+///
+/// The cost is that such transactions serialise from their first event to their commit. To keep
+/// that window short, and free of deadlocks with row locks, record events after the rows the
+/// transaction changes (a transaction that holds this lock and then waits for a row lock held by
+/// another transaction waiting for this lock is a deadlock, which PostgreSQL breaks by failing
+/// one of them). Always call it inside a transaction: outside one the lock would be released at
+/// once.
+///
+/// TODO: if event-writing throughput ever matters more than this serialisation allows, replace
+/// the lock with a commit-ordered position (the writing transaction's id, read back against
+/// `pg_snapshot_xmin`), which needs a column and a cursor change.
 pub async fn record(conn: &impl ConnectionTrait, event: NewEvent) -> Result<event::Model, DbErr> {
+    if conn.get_database_backend() == DbBackend::Postgres {
+        conn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({EVENT_ORDER_LOCK})"))
+            .await?;
+    }
     event::ActiveModel {
         id: NotSet,
         provider_id: Set(event.provider_id),

@@ -390,6 +390,12 @@ pub async fn livez() -> HttpResponse {
 }
 
 /// `/readyz`: the database answers, and Redis when it is configured.
+///
+/// `bus` says how events reach this instance's subscribers: `in-process` (no Redis),
+/// `redis-connected`, or `redis-reconnecting`. A reconnecting bus alone does not make the
+/// instance unready: subscribers still get every event, caught up from the event log every
+/// second until the subscription is back, so taking the instance out of rotation would only
+/// drop their sockets.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let database = match state.db.ping().await {
         Ok(()) => "ok",
@@ -402,13 +408,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         None => "not configured",
         Some(connection) => {
             let mut connection = connection.clone();
-            match redis::cmd("PING")
-                .query_async::<String>(&mut connection)
-                .await
-            {
-                Ok(_) => "ok",
-                Err(error) => {
+            // While Redis is down the connection manager retries for seconds before it
+            // answers; a readiness probe needs its answer sooner.
+            let command = redis::cmd("PING");
+            let ping = command.query_async::<String>(&mut connection);
+            match tokio::time::timeout(std::time::Duration::from_secs(1), ping).await {
+                Ok(Ok(_)) => "ok",
+                Ok(Err(error)) => {
                     tracing::warn!(error = %error, "readiness: redis does not answer");
+                    "unavailable"
+                }
+                Err(_) => {
+                    tracing::warn!("readiness: redis did not answer within 1 s");
                     "unavailable"
                 }
             }
@@ -420,8 +431,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    HttpResponse::build(status)
-        .json(json!({ "ready": ready, "database": database, "redis": redis }))
+    HttpResponse::build(status).json(json!({
+        "ready": ready,
+        "database": database,
+        "redis": redis,
+        "bus": state.bus.status().as_str(),
+    }))
 }
 
 /// `/metrics`: Prometheus text format.
@@ -448,7 +463,17 @@ pub async fn record_metrics(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = request.method().to_string();
+    // Any method string is possible on the wire; only the standard ones become label values.
+    let method = match *request.method() {
+        Method::GET
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::HEAD
+        | Method::OPTIONS
+        | Method::PATCH => request.method().to_string(),
+        _ => "OTHER".to_owned(),
+    };
     let metrics = request
         .app_data::<web::Data<AppState>>()
         .map(|state| state.metrics.clone());

@@ -19,3 +19,4 @@ pub mod review;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod ws;

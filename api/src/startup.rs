@@ -6,6 +6,7 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{
     App, HttpServer,
     dev::{Server, ServerHandle},
+    guard,
     middleware::from_fn,
     web,
 };
@@ -15,7 +16,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::{
     auth::{PasswordHasher, TokenSigner},
-    bus::EventBus,
+    bus::{EventBus, RedisBus},
     config::{KeySource, Settings},
     criteria::{FixtureTxt, SystemTxt, TxtLookup},
     db::Db,
@@ -24,6 +25,7 @@ use crate::{
     metrics::Metrics,
     notifications::{MailWorker, Mailer},
     state::AppState,
+    ws,
 };
 
 /// A built, bound service whose mail worker already runs; the HTTP server runs once awaited.
@@ -120,18 +122,25 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     if settings.run_migrations {
         db.migrate().await?;
     }
-    let redis = match &settings.redis_url {
-        None => None,
+    let (redis, redis_bus) = match &settings.redis_url {
+        None => (None, None),
         Some(url) => {
             let client = redis::Client::open(url.expose_secret())
                 .context("REDIS_URL is not a valid Redis URL")?;
-            Some(
-                redis::aio::ConnectionManager::new(client)
-                    .await
-                    .context("connecting to Redis at REDIS_URL")?,
-            )
+            let manager = redis::aio::ConnectionManager::new(client.clone())
+                .await
+                .context("connecting to Redis at REDIS_URL")?;
+            let bus = RedisBus {
+                client,
+                publisher: manager.clone(),
+                channel: format!("{}:events", settings.redis_prefix),
+            };
+            (Some(manager), Some(bus))
         }
     };
+    let bus = EventBus::start(db.clone(), redis_bus)
+        .await
+        .context("starting the event bus")?;
     let dns: Arc<dyn TxtLookup> = match &settings.dkim_dns_fixture {
         Some(path) => {
             let json = std::fs::read_to_string(path)
@@ -146,7 +155,7 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         }
     };
     Ok(AppState {
-        bus: EventBus::new(),
+        bus,
         dns,
         signer: Arc::new(TokenSigner::new(&settings.jwt)?),
         hasher: PasswordHasher::new(settings.password_hash_concurrency)?,
@@ -163,16 +172,24 @@ fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     let max_body = state.settings.max_body_bytes;
     let state = web::Data::new(state);
     let schema = web::Data::new(schema);
+    let connections = web::Data::new(ws::Connections::default());
     let server = HttpServer::new(move || {
         let mut app = App::new()
             .wrap(from_fn(http::record_metrics))
             .wrap(TracingLogger::default())
             .app_data(state.clone())
             .app_data(schema.clone())
+            .app_data(connections.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .service(
                 web::resource("/graphql")
                     .route(web::post().to(http::graphql))
+                    // Subscriptions: a GET that asks to upgrade to WebSocket.
+                    .route(
+                        web::get()
+                            .guard(guard::fn_guard(ws::is_websocket_upgrade))
+                            .to(ws::graphql_ws),
+                    )
                     .route(web::get().to(http::graphql)),
             )
             .route("/livez", web::get().to(http::livez))

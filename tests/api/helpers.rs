@@ -60,11 +60,16 @@ async fn fresh_database_url() -> String {
     }
 }
 
-/// Settings for a test server; `overrides` replace or add variables.
+/// Settings for a test server; `overrides` replace or add variables (a `DATABASE_URL` among
+/// them joins that database instead of making a fresh one).
 pub async fn test_settings(overrides: &[(&str, &str)]) -> Settings {
     let data_dir = std::env::temp_dir().join(format!("amdash-data-{}", Uuid::new_v4().simple()));
+    let database_url = match overrides.iter().find(|(name, _)| *name == "DATABASE_URL") {
+        Some((_, url)) => (*url).to_owned(),
+        None => fresh_database_url().await,
+    };
     let mut vars: HashMap<String, String> = HashMap::from([
-        ("DATABASE_URL".into(), fresh_database_url().await),
+        ("DATABASE_URL".into(), database_url),
         ("DATA_DIR".into(), data_dir.display().to_string()),
         ("PORT".into(), "0".into()),
         ("PASSWORD_HASH_CONCURRENCY".into(), "2".into()),
@@ -128,9 +133,35 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     }
 }
 
+/// Starts a second instance of `first`'s deployment: same database, same Redis server and
+/// prefix (so they share events), its own port.
+pub async fn spawn_app_joining(first: &TestApp, overrides: &[(&str, &str)]) -> TestApp {
+    use secrecy::ExposeSecret;
+    let settings = &first.state.settings;
+    let database_url = settings.database_url.expose_secret().to_owned();
+    let redis_url = settings
+        .redis_url
+        .as_ref()
+        .map(|url| url.expose_secret().to_owned());
+    let mut shared: Vec<(&str, &str)> = vec![
+        ("DATABASE_URL", &database_url),
+        ("REDIS_PREFIX", &settings.redis_prefix),
+    ];
+    if let Some(url) = &redis_url {
+        shared.push(("REDIS_URL", url));
+    }
+    shared.extend_from_slice(overrides);
+    spawn_app_with(&shared).await
+}
+
 impl TestApp {
     pub fn graphql_url(&self) -> String {
         format!("{}/graphql", self.address)
+    }
+
+    /// The WebSocket address of `/graphql`.
+    pub fn graphql_ws_url(&self) -> String {
+        format!("{}/graphql", self.address.replacen("http://", "ws://", 1))
     }
 
     /// POSTs a GraphQL request and returns the JSON body, whatever the status.

@@ -426,3 +426,85 @@ async fn the_mail_worker_stops_when_the_server_stops() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].attempts, 0, "no worker touched it");
 }
+
+#[tokio::test]
+async fn each_decision_emails_the_contact_address_of_the_submission() {
+    let server = SmtpServer::start().await;
+    let app = spawn_mail_app(&server.url(), &[]).await;
+    let owner = app.sign_up().await;
+    let reviewer = app.user_with_role(dashboard::auth::Role::Reviewer).await;
+    let mut provider =
+        crate::registration::Registration::create(&app, &owner, "Seed example").await;
+    provider
+        .provider_details(&["myservice@contoso.com"], &["https://api.myservice.com"])
+        .await;
+    provider.scope("ORGANIZATION").await;
+    provider.contact().await;
+    let submitted = provider.submit().await;
+    let id = submitted["submission"]["id"]
+        .as_str()
+        .expect("submitted")
+        .to_owned();
+    let decide = |query: &'static str, id: String| {
+        let app = &app;
+        let token = reviewer.access_token.clone();
+        async move {
+            app.graphql(Some(&token), query, serde_json::json!({ "id": id }))
+                .await
+        }
+    };
+    decide(
+        "mutation($id: ID!) { claimSubmission(input: {submissionId: $id}) { submission { id } } }",
+        id.clone(),
+    )
+    .await;
+    decide(
+        "mutation($id: ID!) { requestChanges(input: {submissionId: $id, reason: \"Use your production sender.\", fields: [\"providerDetails.senderEmails\"]}) { submission { status } } }",
+        id,
+    )
+    .await;
+    provider
+        .provider_details(
+            &["notifications@myservice.com"],
+            &["https://api.myservice.com"],
+        )
+        .await;
+    let resubmitted = provider.submit().await;
+    let second = resubmitted["submission"]["id"]
+        .as_str()
+        .expect("resubmitted")
+        .to_owned();
+    let approved = decide("mutation($id: ID!) { approveSubmission(input: {submissionId: $id}) { submission { status } } }", second).await;
+    assert_eq!(
+        approved["data"]["approveSubmission"]["submission"]["status"],
+        serde_json::json!("APPROVED"),
+        "{approved}"
+    );
+
+    let received = eventually("both decision e-mails arrive", || async {
+        let received = server.received();
+        (received.len() >= 2).then_some(received)
+    })
+    .await;
+    assert_eq!(received.len(), 2);
+    for message in &received {
+        assert_eq!(message.rcpt_to, vec!["dana@contoso.com".to_owned()]);
+    }
+    assert!(
+        received[0]
+            .body_text()
+            .contains("Use your production sender."),
+        "{}",
+        received[0].body_text()
+    );
+    assert!(
+        received[0]
+            .body_text()
+            .contains("providerDetails.senderEmails")
+    );
+    assert!(
+        received[1].subject().to_lowercase().contains("approved"),
+        "{}",
+        received[1].subject()
+    );
+}

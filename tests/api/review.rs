@@ -504,8 +504,18 @@ async fn the_queue_filters_orders_and_pages_with_a_constant_number_of_statements
         page(json!({ "order": "LAST_UPDATE", "after": queue["pageInfo"]["endCursor"] })).await;
     assert_eq!(error_code(&mixed), Some("BAD_USER_INPUT"));
     for bad in [0, 101] {
-        let body = page(json!({ "first": bad })).await;
-        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "first = {bad}");
+        let body = app
+            .graphql(
+                Some(&reviewer.access_token),
+                "query($first: Int) { reviewQueue(first: $first) { totalCount } }",
+                json!({ "first": bad }),
+            )
+            .await;
+        assert_eq!(
+            error_code(&body),
+            Some("BAD_USER_INPUT"),
+            "first = {bad}: {body}"
+        );
     }
 
     // Statements: count + page + providers + claim holders, whatever the page size.

@@ -345,7 +345,7 @@ async fn errors_never_reveal_internals_and_always_carry_a_code() {
         ("{ viewer { id ", "GRAPHQL_PARSE_FAILED"),
         (
             "query($n: Int!) { reviewQueue(first: $n) { totalCount } }",
-            "BAD_USER_INPUT",
+            "GRAPHQL_VALIDATION_FAILED",
         ),
     ] {
         let body = app.graphql(None, document, json!({})).await;

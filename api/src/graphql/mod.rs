@@ -1,4 +1,5 @@
-//! The GraphQL schema: per-domain query and mutation types merged into the roots.
+//! The GraphQL schema: per-domain query and mutation types merged into the roots, and the
+//! subscriptions.
 
 mod accounts;
 pub mod limits;
@@ -7,10 +8,12 @@ mod node;
 mod providers;
 mod review;
 mod sections;
+mod subscriptions;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
 pub use node::{GlobalId, Node};
+pub use subscriptions::{SubscribedAt, SubscriptionRoot};
 
 use crate::{
     error::{PayloadError, UserError},
@@ -34,18 +37,18 @@ pub struct MutationRoot(
     review::ReviewMutation,
 );
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Deepest accepted selection nesting.
 pub const MAX_DEPTH: usize = 15;
 /// Highest accepted query complexity (each field costs 1 unless it says otherwise).
 pub const MAX_COMPLEXITY: usize = 2_000;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot,
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)

@@ -85,6 +85,7 @@ impl NodeQuery {
 
     /// Fetches up to 100 objects by global ID, in the order asked; `null` for each one that does
     /// not exist or is not visible.
+    #[graphql(complexity = "ids.len().max(1) * child_complexity")]
     async fn nodes(
         &self,
         ctx: &Context<'_>,

@@ -148,13 +148,16 @@ impl Provider {
     }
     /// What happened to this provider, oldest first: edits, submissions, decisions, messages.
     /// Pass `after` the last cursor to continue.
+    #[graphql(
+        complexity = "usize::try_from(first.unwrap_or(50)).unwrap_or(1).max(1) * child_complexity"
+    )]
     async fn timeline(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
     ) -> ApiResult<Connection<String, TimelineEvent, TotalCount>> {
-        timeline(ctx, self.0.id, first, after).await
+        timeline(ctx, self.0.id, self.0.owner_id, first, after).await
     }
 }
 
@@ -191,7 +194,10 @@ impl Submission {
         };
         let viewer = principal(ctx)?;
         let loader = ctx.data_unchecked::<DataLoader<UserLoader>>();
-        Ok(loader.load_one(id).await?.map(|u| actor_of(&u, viewer)))
+        Ok(loader
+            .load_one(id)
+            .await?
+            .map(|u| Actor::shown_to(&u, viewer)))
     }
     /// When the claim lapses unless renewed.
     async fn claim_expires_at(&self) -> Option<DateTime<Utc>> {
@@ -208,7 +214,10 @@ impl Submission {
         };
         let viewer = principal(ctx)?;
         let loader = ctx.data_unchecked::<DataLoader<UserLoader>>();
-        Ok(loader.load_one(id).await?.map(|u| actor_of(&u, viewer)))
+        Ok(loader
+            .load_one(id)
+            .await?
+            .map(|u| Actor::shown_to(&u, viewer)))
     }
     /// The reviewer's attestations of the criteria checked by hand (Global approvals).
     async fn attestations(&self) -> Vec<AttestationRecord> {
@@ -331,16 +340,6 @@ pub struct AttestationRecord {
     pub note: String,
 }
 
-/// A user as the viewer may see them.
-pub(crate) fn actor_of(user: &user::Model, viewer: &Principal) -> Actor {
-    let may_see_email = viewer.role >= Role::Reviewer || user.id == viewer.user_id;
-    Actor {
-        id: GlobalId::encode("User", user.id),
-        role: Role::parse(&user.role).unwrap_or(Role::Submitter),
-        email: may_see_email.then(|| user.email.clone()),
-    }
-}
-
 /// Who acted in a timeline event.
 #[derive(SimpleObject, Clone)]
 pub struct Actor {
@@ -349,6 +348,18 @@ pub struct Actor {
     pub role: Role,
     /// Shown to reviewers, and to the actor themselves.
     pub email: Option<String>,
+}
+
+impl Actor {
+    /// The actor as `viewer` may see them: the address only for reviewers and the actor.
+    pub(crate) fn shown_to(user: &user::Model, viewer: &Principal) -> Self {
+        Self {
+            id: GlobalId::encode("User", user.id),
+            role: Role::parse(&user.role).unwrap_or(Role::Submitter),
+            email: (viewer.role >= Role::Reviewer || user.id == viewer.user_id)
+                .then(|| user.email.clone()),
+        }
+    }
 }
 
 /// One entry of a provider's timeline.
@@ -370,26 +381,33 @@ pub struct TimelineEvent {
     pub created_at: DateTime<Utc>,
 }
 
+impl TimelineEvent {
+    /// The entry of a logged event, with its actor as the viewer may see them.
+    pub(crate) fn from_event(row: event::Model, actor: Option<Actor>) -> Self {
+        Self {
+            cursor: encode_cursor(row.id),
+            kind: EventKind::parse(&row.kind).unwrap_or(EventKind::Comment),
+            submission_id: row
+                .submission_id
+                .map(|id| GlobalId::encode("Submission", id)),
+            actor,
+            from_status: row.from_status.as_deref().and_then(SubmissionStatus::parse),
+            to_status: row.to_status.as_deref().and_then(SubmissionStatus::parse),
+            reason: row.reason,
+            fields: serde_json::from_value(row.fields).unwrap_or_default(),
+            internal: row.internal,
+            created_at: row.created_at,
+        }
+    }
+}
+
 /// An event as the viewer may see it: actor e-mails only for reviewers and the actor themselves.
 pub(crate) fn timeline_event(
     row: event::Model,
     actor: Option<&user::Model>,
     viewer: &Principal,
 ) -> TimelineEvent {
-    TimelineEvent {
-        cursor: encode_cursor(row.id),
-        kind: EventKind::parse(&row.kind).unwrap_or(EventKind::Comment),
-        submission_id: row
-            .submission_id
-            .map(|id| GlobalId::encode("Submission", id)),
-        actor: actor.map(|u| actor_of(u, viewer)),
-        from_status: row.from_status.as_deref().and_then(SubmissionStatus::parse),
-        to_status: row.to_status.as_deref().and_then(SubmissionStatus::parse),
-        reason: row.reason,
-        fields: serde_json::from_value(row.fields).unwrap_or_default(),
-        internal: row.internal,
-        created_at: row.created_at,
-    }
+    TimelineEvent::from_event(row, actor.map(|u| Actor::shown_to(u, viewer)))
 }
 
 pub(crate) fn encode_cursor(id: i64) -> String {
@@ -408,13 +426,15 @@ pub(crate) fn decode_event_cursor(cursor: &str) -> ApiResult<i64> {
 async fn timeline(
     ctx: &Context<'_>,
     provider_id: Uuid,
+    owner_id: Uuid,
     first: Option<i32>,
     after: Option<String>,
 ) -> ApiResult<Connection<String, TimelineEvent, TotalCount>> {
     let state = ctx.data_unchecked::<AppState>();
     let viewer = principal(ctx)?;
     let limit = page_size(first, 50)?;
-    let reviewer = viewer.role >= Role::Reviewer;
+    // Internal notes are for the provider's reviewers, never its owner, whatever their role.
+    let reviewer = viewer.role >= Role::Reviewer && viewer.user_id != owner_id;
 
     let mut visible = event::Entity::find().filter(event::Column::ProviderId.eq(provider_id));
     if !reviewer {
@@ -445,9 +465,14 @@ async fn timeline(
     let mut connection =
         Connection::with_additional_fields(false, has_next, TotalCount { total_count });
     for row in rows {
-        let actor = row.actor_id.and_then(|id| actors.get(&id));
-        let node = timeline_event(row, actor, viewer);
-        connection.edges.push(Edge::new(node.cursor.clone(), node));
+        let actor = row
+            .actor_id
+            .and_then(|id| actors.get(&id))
+            .map(|u| Actor::shown_to(u, viewer));
+        let entry = TimelineEvent::from_event(row, actor);
+        connection
+            .edges
+            .push(Edge::new(entry.cursor.clone(), entry));
     }
     Ok(connection)
 }
@@ -763,7 +788,10 @@ impl ProviderQuery {
     }
 
     /// The viewer's providers, newest first.
-    #[graphql(guard = "RoleGuard(Role::Submitter)")]
+    #[graphql(
+        guard = "RoleGuard(Role::Submitter)",
+        complexity = "usize::try_from(first.unwrap_or(20)).unwrap_or(1).max(1) * child_complexity"
+    )]
     async fn my_providers(
         &self,
         ctx: &Context<'_>,

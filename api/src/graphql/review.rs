@@ -104,7 +104,10 @@ pub struct ReviewQuery;
 #[Object]
 impl ReviewQuery {
     /// The review queue, longest waiting first by default. Reviewers only.
-    #[graphql(guard = "RoleGuard(Role::Reviewer)")]
+    #[graphql(
+        guard = "RoleGuard(Role::Reviewer)",
+        complexity = "usize::try_from(first.unwrap_or(20)).unwrap_or(1).max(1) * child_complexity"
+    )]
     async fn review_queue(
         &self,
         ctx: &Context<'_>,

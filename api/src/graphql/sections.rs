@@ -165,7 +165,9 @@ impl VerificationDetails {
     async fn reviewer_instructions(&self) -> &str {
         self.reviewer_instructions.as_str()
     }
-    /// The raw sample e-mail as uploaded.
+    /// The raw sample e-mail as uploaded (up to 2 MiB: it costs 200 toward the query
+    /// complexity limit, so one query cannot ask for many).
+    #[graphql(complexity = 200)]
     async fn sample_email(&self) -> Option<&str> {
         self.sample_email.as_deref()
     }
@@ -183,7 +185,8 @@ impl CriteriaReport {
         &self.checks
     }
     /// Everything established about the sample (DKIM signatures, SPF, domains, card actions),
-    /// as JSON.
+    /// as JSON. Costs 50 toward the query complexity limit.
+    #[graphql(complexity = 50)]
     async fn facts(&self) -> async_graphql::Json<serde_json::Value> {
         async_graphql::Json(serde_json::to_value(&self.facts).unwrap_or_default())
     }

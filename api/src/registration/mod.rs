@@ -10,7 +10,8 @@ mod status;
 pub use blockers::submit_blockers;
 pub use draft::{MailType, ProviderDraft, Scope, SectionEdit};
 pub use service::{
-    activate_submission, can_see_provider, create_provider, owned_provider, registration_facts,
-    submit_for_review, update_draft, visible_provider, visible_submission, withdraw_submission,
+    activate_submission, can_see_provider, create_provider, decision_notification, owned_provider,
+    registration_facts, submit_for_review, update_draft, visible_provider, visible_submission,
+    withdraw_submission,
 };
 pub use status::SubmissionStatus;

@@ -22,6 +22,7 @@ use crate::{
     domain::BoundedText,
     error::{ApiError, ApiResult, PathSegment, PayloadError, UserError},
     events::{self, EventKind, NewEvent},
+    notifications::{Decision as NotifiedDecision, Notification, decision_message},
     state::AppState,
 };
 
@@ -465,20 +466,11 @@ pub async fn activate_submission(
             "the submission changed meanwhile; reload it".into(),
         ));
     }
-    let approved_event = events::record(
-        txn,
-        NewEvent::new(provider.id, actor, EventKind::Approved)
-            .submission(submission.id)
-            .transition(from, SubmissionStatus::Approved)
-            .reason(reason),
-    )
-    .await?;
-    recorded.push(approved_event);
 
-    if let Some(previous_id) = provider
+    let superseded_id = provider
         .active_submission_id
-        .filter(|id| *id != submission.id)
-    {
+        .filter(|id| *id != submission.id);
+    if let Some(previous_id) = superseded_id {
         submission::Entity::update_many()
             .col_expr(
                 submission::Column::Status,
@@ -493,6 +485,28 @@ pub async fn activate_submission(
             .filter(submission::Column::Status.eq(SubmissionStatus::Approved.as_str()))
             .exec(txn)
             .await?;
+    }
+    provider::Entity::update_many()
+        .col_expr(
+            provider::Column::ActiveSubmissionId,
+            Expr::value(submission.id),
+        )
+        .col_expr(provider::Column::UpdatedAt, Expr::value(now))
+        .filter(provider::Column::Id.eq(provider.id))
+        .exec(txn)
+        .await?;
+    // Events last: recording one takes the event-log lock, which must not be held while
+    // waiting for row locks (see events::record).
+    let approved_event = events::record(
+        txn,
+        NewEvent::new(provider.id, actor, EventKind::Approved)
+            .submission(submission.id)
+            .transition(from, SubmissionStatus::Approved)
+            .reason(reason),
+    )
+    .await?;
+    recorded.push(approved_event);
+    if let Some(previous_id) = superseded_id {
         let superseded = events::record(
             txn,
             NewEvent::new(provider.id, actor, EventKind::Superseded)
@@ -509,19 +523,52 @@ pub async fn activate_submission(
         .await?;
         recorded.push(superseded);
     }
-    provider::Entity::update_many()
-        .col_expr(
-            provider::Column::ActiveSubmissionId,
-            Expr::value(submission.id),
-        )
-        .col_expr(provider::Column::UpdatedAt, Expr::value(now))
-        .filter(provider::Column::Id.eq(provider.id))
-        .exec(txn)
-        .await?;
+    crate::notifications::enqueue(
+        txn,
+        decision_notification(
+            provider,
+            &submission,
+            NotifiedDecision::Approved,
+            Some(reason),
+            &[],
+        ),
+    )
+    .await?;
     submission::Entity::find_by_id(submission.id)
         .one(txn)
         .await?
         .ok_or(ApiError::NotFound)
+}
+
+/// The e-mail telling the contact address of a submission about a decision.
+pub fn decision_notification(
+    provider: &provider::Model,
+    submission: &submission::Model,
+    decision: NotifiedDecision,
+    reason: Option<&str>,
+    fields: &[String],
+) -> Notification {
+    let recipient = ProviderDraft::from_json(&submission.snapshot)
+        .ok()
+        .and_then(|draft| draft.contact_info)
+        .map(|contact| contact.email.as_str().to_owned())
+        .unwrap_or_default();
+    let (subject, body) = decision_message(
+        decision,
+        &provider.name,
+        submission.number,
+        &submission.scope,
+        reason,
+        fields,
+    );
+    Notification {
+        recipient,
+        subject,
+        body,
+        kind: decision.kind(),
+        provider_id: Some(provider.id),
+        submission_id: Some(submission.id),
+    }
 }
 
 /// A submission in CHANGES_REQUESTED is closed by the resubmission that answers it.

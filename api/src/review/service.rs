@@ -14,7 +14,10 @@ use crate::{
     criteria::{CriteriaReport, Criterion, Verdict},
     error::{ApiError, ApiResult, PathSegment, PayloadError, UserError},
     events::{self, EventKind, NewEvent},
-    registration::{Scope, SubmissionStatus, activate_submission, visible_submission},
+    notifications::{self, Decision as NotifiedDecision},
+    registration::{
+        Scope, SubmissionStatus, activate_submission, decision_notification, visible_submission,
+    },
     state::AppState,
 };
 
@@ -446,6 +449,19 @@ pub async fn decide(
                 )
                 .await?,
             );
+            let notified = match to {
+                SubmissionStatus::ChangesRequested => NotifiedDecision::ChangesRequested,
+                _ => NotifiedDecision::Rejected,
+            };
+            let requested = match &decision {
+                Decision::RequestChanges { fields, .. } => fields.clone(),
+                _ => Vec::new(),
+            };
+            notifications::enqueue(
+                &txn,
+                decision_notification(&provider, &current, notified, Some(reason), &requested),
+            )
+            .await?;
             reload(&txn, current.id).await?
         }
     };
@@ -518,7 +534,18 @@ pub async fn revoke_approval(
         NewEvent::new(provider.id, Some(reviewer.user_id), EventKind::Revoked)
             .submission(current.id)
             .transition(Some(SubmissionStatus::Approved), SubmissionStatus::Revoked)
-            .reason(reason),
+            .reason(reason.clone()),
+    )
+    .await?;
+    notifications::enqueue(
+        &txn,
+        decision_notification(
+            &provider,
+            &current,
+            NotifiedDecision::Revoked,
+            Some(&reason),
+            &[],
+        ),
     )
     .await?;
     let updated = reload(&txn, current.id).await?;
@@ -540,7 +567,7 @@ pub async fn add_comment(
     let body = reason_text("body", body)?;
     let txn = state.db.begin_write().await?;
     let (current, provider) = visible_submission(&txn, author, submission_id).await?;
-    if internal && author.role < Role::Reviewer {
+    if internal && (author.role < Role::Reviewer || provider.owner_id == author.user_id) {
         return Err(PayloadError::field(
             "internal",
             "FORBIDDEN",

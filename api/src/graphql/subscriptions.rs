@@ -1,0 +1,320 @@
+//! Subscriptions: live submission status changes and review-queue changes, resumable by cursor.
+//!
+//! Both replay the event log after `after` (a timeline or subscription cursor) and then follow
+//! the event bus, without gap or duplicate at the seam (see [`crate::bus::EventBus::feed`]).
+//! Payloads pass the same checks as queries: a submitter never receives internal events, and
+//! another owner's provider is refused exactly like a missing one.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, ID, Object, Subscription};
+use chrono::{DateTime, Utc};
+use entity::{event, submission, user};
+use futures_util::{Stream, StreamExt};
+use sea_orm::EntityTrait;
+use tokio::sync::OnceCell;
+
+use super::{
+    node::GlobalId,
+    providers::{Actor, Submission, TimelineEvent, decode_event_cursor, encode_cursor},
+};
+use crate::{
+    auth::{Principal, Role, Viewer},
+    bus::EventFilter,
+    error::{ApiError, ApiResult},
+    events::EventKind,
+    registration::{self, SubmissionStatus},
+    state::AppState,
+};
+
+/// Event kinds that change the review queue.
+const QUEUE_KINDS: [EventKind; 8] = [
+    EventKind::Submitted,
+    EventKind::Claimed,
+    EventKind::Released,
+    EventKind::Approved,
+    EventKind::Rejected,
+    EventKind::ChangesRequested,
+    EventKind::Revoked,
+    EventKind::Withdrawn,
+];
+
+/// Every subscription (served over WebSocket, `graphql-transport-ws`).
+#[derive(Default)]
+pub struct SubscriptionRoot;
+
+/// Request data set by the transport: the event bus's high-water mark when the `subscribe`
+/// message arrived. A subscription without `after` starts there, so "from now on" means from the
+/// message, not from whenever the resolver happens to run: a change made after the client saw
+/// anything the server sent after the `subscribe` message is always delivered.
+#[derive(Clone, Copy, Debug)]
+pub struct SubscribedAt(pub i64);
+
+/// The event id to replay after: the client's cursor, else the transport's mark.
+fn start_after(ctx: &Context<'_>, after: Option<&str>) -> ApiResult<Option<i64>> {
+    match after {
+        Some(cursor) => decode_event_cursor(cursor).map(Some),
+        None => Ok(ctx.data_opt::<SubscribedAt>().map(|mark| mark.0)),
+    }
+}
+
+/// Live changes, served over WebSocket with the `graphql-transport-ws` protocol.
+#[Subscription]
+impl SubscriptionRoot {
+    /// Every change of status of the provider's submissions: submitted, claimed, released,
+    /// approved, rejected, changes requested, withdrawn, superseded, revoked. For the provider's
+    /// owner and for reviewers.
+    ///
+    /// With `after` (a cursor of this subscription or of the provider's `timeline`), the changes
+    /// after it are replayed from the log first, then live ones follow: reconnect with the last
+    /// cursor received and nothing is missed or repeated.
+    async fn submission_status_changed(
+        &self,
+        ctx: &Context<'_>,
+        provider_id: ID,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<SubmissionStatusChange>>>
+    {
+        let viewer = Viewer::of(ctx).require(Role::Submitter)?.clone();
+        let state = ctx.data_unchecked::<AppState>();
+        let id = GlobalId::expect(&provider_id, "Provider").map_err(|_| ApiError::NotFound)?;
+        registration::visible_provider(state.db.conn(), &viewer, id).await?;
+        let after = start_after(ctx, after.as_deref())?;
+
+        let filter = EventFilter {
+            provider_id: Some(id),
+            kinds: None,
+            status_changes_only: true,
+            include_internal: viewer.role >= Role::Reviewer,
+        };
+        Ok(state.bus.feed(filter, after).map(move |item| {
+            item.map(|event| SubmissionStatusChange(Change::new(event, viewer.clone())))
+                .map_err(|error| ApiError::from(error).into())
+        }))
+    }
+
+    /// Every change of the review queue: a submission entered it, was claimed or released, was
+    /// decided (approved, rejected, changes requested, revoked) or was withdrawn. Reviewers only.
+    ///
+    /// With `after`, the changes after that cursor are replayed from the log first.
+    async fn review_queue_changed(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ReviewQueueChange>>> {
+        let viewer = Viewer::of(ctx).require(Role::Reviewer)?.clone();
+        let state = ctx.data_unchecked::<AppState>();
+        let after = start_after(ctx, after.as_deref())?;
+
+        let filter = EventFilter {
+            provider_id: None,
+            kinds: Some(QUEUE_KINDS.iter().map(|k| k.as_str()).collect()),
+            status_changes_only: false,
+            include_internal: true,
+        };
+        Ok(state.bus.feed(filter, after).map(move |item| {
+            item.map(|event| ReviewQueueChange(Change::new(event, viewer.clone())))
+                .map_err(|error| ApiError::from(error).into())
+        }))
+    }
+}
+
+/// What both payloads share: the event, for whom, and what was loaded for it.
+struct Change {
+    event: Arc<event::Model>,
+    viewer: Principal,
+    actor: OnceCell<Option<user::Model>>,
+}
+
+impl Change {
+    fn new(event: Arc<event::Model>, viewer: Principal) -> Self {
+        Self {
+            event,
+            viewer,
+            actor: OnceCell::new(),
+        }
+    }
+
+    fn cursor(&self) -> String {
+        encode_cursor(self.event.id)
+    }
+
+    fn kind(&self) -> EventKind {
+        EventKind::parse(&self.event.kind).unwrap_or(EventKind::Comment)
+    }
+
+    fn status_before(&self) -> Option<SubmissionStatus> {
+        self.event
+            .from_status
+            .as_deref()
+            .and_then(SubmissionStatus::parse)
+    }
+
+    fn status_after(&self) -> Option<SubmissionStatus> {
+        self.event
+            .to_status
+            .as_deref()
+            .and_then(SubmissionStatus::parse)
+    }
+
+    /// Loaded once per payload, and only when a field asks for it.
+    async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<Actor>> {
+        let Some(actor_id) = self.event.actor_id else {
+            return Ok(None);
+        };
+        let state = ctx.data_unchecked::<AppState>();
+        let user = self
+            .actor
+            .get_or_try_init(|| async {
+                user::Entity::find_by_id(actor_id)
+                    .one(state.db.conn())
+                    .await
+            })
+            .await?;
+        Ok(user.as_ref().map(|u| Actor::shown_to(u, &self.viewer)))
+    }
+
+    /// The submission as it is now; its status may have moved on since this change.
+    async fn submission(&self, ctx: &Context<'_>) -> ApiResult<Option<Submission>> {
+        let Some(id) = self.event.submission_id else {
+            return Ok(None);
+        };
+        let state = ctx.data_unchecked::<AppState>();
+        Ok(submission::Entity::find_by_id(id)
+            .one(state.db.conn())
+            .await?
+            .map(Submission))
+    }
+
+    async fn timeline_event(&self, ctx: &Context<'_>) -> ApiResult<TimelineEvent> {
+        let actor = self.actor(ctx).await?;
+        Ok(TimelineEvent::from_event(
+            self.event.as_ref().clone(),
+            actor,
+        ))
+    }
+}
+
+/// A submission of the provider changed status.
+pub struct SubmissionStatusChange(Change);
+
+/// A submission of the provider changed status.
+#[Object]
+impl SubmissionStatusChange {
+    /// Pass as `after` to resume after this change.
+    async fn cursor(&self) -> String {
+        self.0.cursor()
+    }
+    /// What happened.
+    async fn kind(&self) -> EventKind {
+        self.0.kind()
+    }
+    /// The submission, as it is now.
+    async fn submission(&self, ctx: &Context<'_>) -> ApiResult<Option<Submission>> {
+        self.0.submission(ctx).await
+    }
+    /// `null` when the submission was just created.
+    /// `null` when the submission was just created.
+    async fn from_status(&self) -> Option<SubmissionStatus> {
+        self.0.status_before()
+    }
+    /// The status it has since this change.
+    async fn to_status(&self) -> Option<SubmissionStatus> {
+        self.0.status_after()
+    }
+    /// Who changed it; `null` when the system did (automatic approval, expired claims).
+    async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<Actor>> {
+        self.0.actor(ctx).await
+    }
+    /// Why: the reviewer's reason, or what the system did.
+    async fn reason(&self) -> Option<&str> {
+        self.0.event.reason.as_deref()
+    }
+    /// When it happened.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.event.created_at
+    }
+    /// The same change as an entry of the provider's timeline.
+    async fn event(&self, ctx: &Context<'_>) -> ApiResult<TimelineEvent> {
+        self.0.timeline_event(ctx).await
+    }
+}
+
+/// How a change moved the review queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+pub enum ReviewQueueChangeKind {
+    /// A submission entered the queue (submitted, or resubmitted after changes were requested).
+    Entered,
+    /// A reviewer claimed a submission.
+    Claimed,
+    /// A claim was released, by the reviewer or because it expired.
+    Released,
+    /// A decision: approved, rejected, changes requested, or an approval revoked.
+    Decided,
+    /// The owner withdrew a submission.
+    Withdrawn,
+}
+
+impl ReviewQueueChangeKind {
+    fn of(kind: EventKind) -> Self {
+        match kind {
+            EventKind::Submitted => Self::Entered,
+            EventKind::Claimed => Self::Claimed,
+            EventKind::Released => Self::Released,
+            EventKind::Withdrawn => Self::Withdrawn,
+            _ => Self::Decided,
+        }
+    }
+}
+
+/// The review queue changed.
+pub struct ReviewQueueChange(Change);
+
+/// The review queue changed.
+#[Object]
+impl ReviewQueueChange {
+    /// Pass as `after` to resume after this change.
+    async fn cursor(&self) -> String {
+        self.0.cursor()
+    }
+    /// How the queue moved.
+    async fn change(&self) -> ReviewQueueChangeKind {
+        ReviewQueueChangeKind::of(self.0.kind())
+    }
+    /// The event behind it.
+    async fn kind(&self) -> EventKind {
+        self.0.kind()
+    }
+    /// The provider whose submission it is.
+    async fn provider_id(&self) -> ID {
+        GlobalId::encode("Provider", self.0.event.provider_id)
+    }
+    /// The submission, as it is now.
+    async fn submission(&self, ctx: &Context<'_>) -> ApiResult<Option<Submission>> {
+        self.0.submission(ctx).await
+    }
+    /// `null` when the submission was just created.
+    async fn from_status(&self) -> Option<SubmissionStatus> {
+        self.0.status_before()
+    }
+    /// The status it has since this change.
+    async fn to_status(&self) -> Option<SubmissionStatus> {
+        self.0.status_after()
+    }
+    /// Who changed it; `null` when the system did.
+    async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<Actor>> {
+        self.0.actor(ctx).await
+    }
+    /// Why: the reviewer's reason, or what the system did.
+    async fn reason(&self) -> Option<&str> {
+        self.0.event.reason.as_deref()
+    }
+    /// When it happened.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.event.created_at
+    }
+    /// The same change as an entry of the provider's timeline.
+    async fn event(&self, ctx: &Context<'_>) -> ApiResult<TimelineEvent> {
+        self.0.timeline_event(ctx).await
+    }
+}
