@@ -108,3 +108,75 @@ async fn unknown_http_methods_do_not_create_metric_series() {
     assert!(!metrics.contains("M0X"), "{metrics}");
     assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = spawn_app().await;
+    let user = app.sign_up().await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = app
+            .client
+            .post(app.graphql_url())
+            .header("authorization", format!("{scheme} {}", user.access_token))
+            .json(&json!({ "query": "{ viewer { id } }" }))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 200, "{scheme}");
+    }
+}
+
+#[tokio::test]
+async fn attestations_name_manual_criteria_once_and_comments_show_their_author() {
+    let app = spawn_app().await;
+    let owner = app.sign_up().await;
+    let reviewer = app.user_with_role(Role::Reviewer).await;
+    let mut provider = Registration::create(&app, &owner, "Attest").await;
+    provider
+        .provider_details(&["myservice@contoso.com"], &["https://api.myservice.com"])
+        .await;
+    provider.scope("ORGANIZATION").await;
+    provider.contact().await;
+    let submitted = provider.submit().await;
+    let id = submitted["submission"]["id"]
+        .as_str()
+        .expect("submitted")
+        .to_owned();
+    app.graphql(
+        Some(&reviewer.access_token),
+        "mutation($id: ID!) { claimSubmission(input: {submissionId: $id}) { submission { id } } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let approve = "mutation($input: ApproveSubmissionInput!) { approveSubmission(input: $input) { submission { status } userErrors { field code } } }";
+    let body = app
+        .graphql(
+            Some(&reviewer.access_token),
+            approve,
+            json!({ "input": { "submissionId": id, "attestations": [
+                { "criterion": "AUTHENTICATED", "note": "x" },
+                { "criterion": "SPAM_COMPLAINT_RATE", "note": "fine" },
+                { "criterion": "SPAM_COMPLAINT_RATE", "note": "again" } ] } }),
+        )
+        .await;
+    let codes: Vec<&str> = body["data"]["approveSubmission"]["userErrors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["code"].as_str())
+        .collect();
+    assert_eq!(codes, vec!["NOT_A_MANUAL_CRITERION", "DUPLICATE"], "{body}");
+
+    let comment = app
+        .graphql(
+            Some(&reviewer.access_token),
+            "mutation($id: ID!) { addComment(input: {submissionId: $id, body: \"Looking now.\"}) { comment { actor { role email } } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        comment["data"]["addComment"]["comment"]["actor"]["email"],
+        json!(reviewer.email),
+        "{comment}"
+    );
+}

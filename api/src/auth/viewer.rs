@@ -128,10 +128,11 @@ pub async fn authenticate(
     let Some(header) = authorization else {
         return Ok(Viewer::Anonymous);
     };
+    // The scheme is case-insensitive (RFC 9110 section 11.1).
     let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .map(str::trim)
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or(AuthRejection::NotBearer)?;
 

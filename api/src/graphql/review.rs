@@ -5,6 +5,7 @@ use async_graphql::{
     connection::{Connection, Edge},
 };
 use chrono::{DateTime, Utc};
+use sea_orm::EntityTrait;
 
 use super::{
     node::GlobalId,
@@ -285,10 +286,14 @@ impl ReviewMutation {
         let id = GlobalId::expect(&input.submission_id, "Submission")?;
         let state = ctx.data_unchecked::<AppState>();
         let result = review::add_comment(state, author, id, &input.body, input.internal).await;
+        let author_model = entity::user::Entity::find_by_id(author.user_id)
+            .one(state.db.conn())
+            .await
+            .map_err(crate::error::ApiError::from)?;
         payload(
             result,
             |event| AddCommentPayload {
-                comment: Some(timeline_event(event, None, author)),
+                comment: Some(timeline_event(event, author_model.as_ref(), author)),
                 user_errors: Vec::new(),
             },
             |p, e| p.user_errors = e,

@@ -288,11 +288,40 @@ fn check_attestations(
     scope: Option<Scope>,
     attestations: &[Attestation],
 ) -> Result<(), PayloadError> {
-    if scope != Some(Scope::Global) {
-        return Ok(());
-    }
     let mut errors = Vec::new();
-    for criterion in MANUAL_CRITERIA {
+    for (index, attestation) in attestations.iter().enumerate() {
+        let repeated = attestations[..index]
+            .iter()
+            .any(|a| a.criterion == attestation.criterion);
+        let problem = if !MANUAL_CRITERIA.contains(&attestation.criterion) {
+            Some((
+                "NOT_A_MANUAL_CRITERION",
+                "only criteria checked by hand are attested",
+            ))
+        } else if repeated {
+            Some(("DUPLICATE", "attest each criterion once"))
+        } else if attestation.note.chars().count() > MAX_REASON_CHARS {
+            Some(("TOO_LONG", "keep the note under 4000 characters"))
+        } else {
+            None
+        };
+        if let Some((code, message)) = problem {
+            errors.push(UserError::new(
+                [
+                    PathSegment::Field("attestations"),
+                    PathSegment::Index(index),
+                ],
+                code,
+                message,
+            ));
+        }
+    }
+    let required: &[Criterion] = if scope == Some(Scope::Global) {
+        &MANUAL_CRITERIA
+    } else {
+        &[]
+    };
+    for &criterion in required {
         let attested = attestations
             .iter()
             .any(|a| a.criterion == criterion && !a.note.trim().is_empty());
