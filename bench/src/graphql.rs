@@ -42,8 +42,9 @@ impl Api {
         })
     }
 
-    /// POSTs one operation and returns its `data`, failing on a non-200 status or `errors`.
-    async fn post(
+    /// POSTs one operation and returns the whole response body, failing on a non-200 status
+    /// or `errors`.
+    pub async fn execute(
         &self,
         query: &str,
         variables: Value,
@@ -65,9 +66,37 @@ impl Api {
         if let Some(errors) = body.get("errors") {
             bail!("GraphQL errors: {errors}");
         }
+        Ok(body)
+    }
+
+    /// POSTs one operation and returns its `data`, failing on a non-200 status or `errors`.
+    pub async fn post(
+        &self,
+        query: &str,
+        variables: Value,
+        bearer: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let body = self.execute(query, variables, bearer).await?;
         body.get("data")
             .cloned()
             .with_context(|| format!("no data in {body}"))
+    }
+
+    /// Logs in and returns the access token; fails when the credentials are refused.
+    pub async fn log_in_token(&self, email: &str, password: &str) -> anyhow::Result<String> {
+        let data = self
+            .post(
+                LOG_IN,
+                json!({ "input": { "email": email, "password": password } }),
+                None,
+            )
+            .await
+            .context("logIn")?;
+        let payload = &data["logIn"];
+        match payload["accessToken"].as_str() {
+            Some(token) => Ok(token.to_owned()),
+            None => bail!("logIn as {email} was refused: {}", payload["userErrors"]),
+        }
     }
 
     /// Signs up a submitter and returns its access token.

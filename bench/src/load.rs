@@ -1,6 +1,7 @@
-//! Load generators: a steady-rate query load recorded in an HDR histogram, and a login flood
-//! that sends `logIn` as fast as its workers get answers. Every loop ends by a deadline, a
-//! request cap, or a stop signal, whichever comes first.
+//! Load generators: a steady-rate query load recorded in an HDR histogram, a closed-loop load
+//! (each connection sends its next request when the last is answered), and a login flood that
+//! sends `logIn` as fast as its workers get answers. Every loop ends by a deadline, a request
+//! cap, or a stop signal, whichever comes first.
 
 use std::{
     sync::Arc,
@@ -60,6 +61,25 @@ impl QueryStats {
     /// Successful requests per second.
     pub fn throughput(&self) -> f64 {
         per_second(self.ok, self.elapsed)
+    }
+
+    /// Adds another measurement's latencies and counts (keeping the first error seen).
+    pub fn merge(
+        &mut self,
+        latencies: &Histogram<u64>,
+        ok: u64,
+        errors: u64,
+        first_error: Option<String>,
+    ) -> anyhow::Result<()> {
+        self.latencies
+            .add(latencies)
+            .map_err(|e| anyhow!("merging histograms: {e}"))?;
+        self.ok += ok;
+        self.errors += errors;
+        if self.first_error.is_none() {
+            self.first_error = first_error;
+        }
+        Ok(())
     }
 }
 
@@ -141,6 +161,75 @@ pub async fn run_queries(api: &Api, token: &str, load: QueryLoad) -> anyhow::Res
         if stats.first_error.is_none() {
             stats.first_error = first_error;
         }
+    }
+    stats.elapsed = start.elapsed();
+    Ok(stats)
+}
+
+/// Shape of a closed-loop load.
+#[derive(Debug, Clone, Copy)]
+pub struct ClosedLoad {
+    /// Concurrent workers, each with one request in flight at a time.
+    pub workers: usize,
+    /// How long to send for; requests in flight at the deadline are waited for and counted.
+    pub duration: Duration,
+    /// Most requests to send in total.
+    pub max_requests: u64,
+}
+
+/// Runs `request` from `load.workers` workers, each sending the next one as soon as the last is
+/// answered, until `load.duration` has passed or `load.max_requests` were sent. `request`
+/// resolves to `Ok` when the answer was the expected one.
+///
+/// This is a closed loop: the offered load adapts to the server's speed, so the histogram needs
+/// no coordinated-omission correction and `throughput()` is the server's capacity at this
+/// concurrency.
+pub async fn run_closed_loop<F, Fut>(load: ClosedLoad, request: F) -> anyhow::Result<QueryStats>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let workers = load.workers.max(1);
+    let cap = load.max_requests.div_ceil(workers as u64);
+    let request = Arc::new(request);
+    let start = Instant::now();
+    let deadline = start + load.duration;
+
+    let mut tasks = JoinSet::new();
+    for _ in 0..workers {
+        let request = Arc::clone(&request);
+        tasks.spawn(async move {
+            let mut latencies = new_histogram()?;
+            let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
+            while ok + errors < cap && Instant::now() < deadline {
+                let sent = Instant::now();
+                match request().await {
+                    Ok(()) => {
+                        ok += 1;
+                        latencies
+                            .record(micros(sent.elapsed()))
+                            .map_err(|e| anyhow!("recording a latency: {e}"))?;
+                    }
+                    Err(error) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| format!("{error:#}"));
+                    }
+                }
+            }
+            anyhow::Ok((latencies, ok, errors, first_error))
+        });
+    }
+
+    let mut stats = QueryStats {
+        latencies: new_histogram()?,
+        ok: 0,
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+    };
+    while let Some(joined) = tasks.join_next().await {
+        let (latencies, ok, errors, first_error) = joined.context("a load worker panicked")??;
+        stats.merge(&latencies, ok, errors, first_error)?;
     }
     stats.elapsed = start.elapsed();
     Ok(stats)

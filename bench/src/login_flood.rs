@@ -74,7 +74,7 @@ pub struct Args {
 }
 
 /// A positive number of seconds as a duration, naming the option when it is not.
-fn seconds(option: &str, value: f64) -> anyhow::Result<Duration> {
+pub(crate) fn seconds(option: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
@@ -83,7 +83,7 @@ fn seconds(option: &str, value: f64) -> anyhow::Result<Duration> {
 
 /// Refuses database URLs that point anywhere but this machine: the benchmark sends load only
 /// to loopback.
-fn check_database_url(url: &str) -> anyhow::Result<()> {
+pub(crate) fn check_database_url(url: &str) -> anyhow::Result<()> {
     let Some(rest) = url
         .strip_prefix("postgres://")
         .or_else(|| url.strip_prefix("postgresql://"))
@@ -151,6 +151,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let options = ServiceOptions {
         database_url: args.database_url.clone(),
         password_hash_concurrency: args.password_hash_concurrency,
+        extra_env: Vec::new(),
     };
     eprintln!("starting {}", binary.display());
     let service = Service::start(&binary, &options).await?;

@@ -1,9 +1,12 @@
 //! Command line of the load benchmarks: parses the arguments, runs one benchmark, and stops it
 //! (and the service it started) on Ctrl-C.
 
+mod cpu;
 mod graphql;
 mod load;
 mod login_flood;
+mod plain;
+mod queue;
 mod service;
 
 use anyhow::Context;
@@ -22,6 +25,9 @@ struct Cli {
 enum Command {
     /// p99 of a cheap authenticated query with and without a flood of `logIn` mutations.
     LoginFlood(login_flood::Args),
+    /// Throughput of the reviewer queue page through GraphQL against a plain actix handler
+    /// returning the same rows, and the SQL statements per GraphQL request.
+    Queue(queue::Args),
 }
 
 #[tokio::main]
@@ -30,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let work = async {
         match cli.command {
             Command::LoginFlood(args) => login_flood::run(args).await,
+            Command::Queue(args) => queue::run(args).await,
         }
     };
     // Dropping `work` drops the running service, which kills the child process.

@@ -2,16 +2,22 @@
 //! process on a free loopback port with a fresh data directory, and stopping it again.
 
 use std::{
+    ffi::OsString,
     path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, bail};
-use tokio::process::{Child, Command};
+use tokio::{
+    io::AsyncWriteExt,
+    process::{Child, Command},
+};
 
 /// How long the service may take to answer `/readyz` (it migrates a fresh database first).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a command of the service's CLI (e.g. `user create`) may take.
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The workspace root; this package lives in `<root>/bench`.
 fn workspace_root() -> PathBuf {
@@ -58,11 +64,17 @@ pub struct ServiceOptions {
     pub database_url: Option<String>,
     /// `PASSWORD_HASH_CONCURRENCY`; `None` keeps the service's default (the CPU count).
     pub password_hash_concurrency: Option<usize>,
+    /// Further variables, e.g. `EXPOSE_SQL_STATEMENT_COUNT=true`.
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// A running service process; dropping it kills the process and deletes its data directory.
 pub struct Service {
     child: Option<Child>,
+    binary: PathBuf,
+    /// The service's whole environment, so that CLI commands see the same configuration.
+    env: Vec<(String, OsString)>,
+    database_url: String,
     data_dir: PathBuf,
     log_path: PathBuf,
     base_url: String,
@@ -87,39 +99,59 @@ impl Service {
             .with_context(|| format!("creating {}", log_path.display()))?;
         let log_err = log.try_clone().context("duplicating the log file handle")?;
 
-        let mut command = Command::new(binary);
         // A clean environment, so that neither the caller's variables nor a `.env` file (the
         // service looks in its working directory and above) change what is measured.
+        let mut env: Vec<(String, OsString)> = vec![
+            ("APP_ENV".into(), "development".into()),
+            ("HOST".into(), "127.0.0.1".into()),
+            ("PORT".into(), port.to_string().into()),
+            ("DATA_DIR".into(), data_dir.clone().into_os_string()),
+            ("JWT_KEYS".into(), jwt_keys.into()),
+            ("RUST_LOG".into(), "warn".into()),
+            ("LOG_FORMAT".into(), "pretty".into()),
+            ("GRAPHIQL".into(), "false".into()),
+        ];
+        if let Some(path) = std::env::var_os("PATH") {
+            env.push(("PATH".into(), path));
+        }
+        if let Some(url) = &options.database_url {
+            env.push(("DATABASE_URL".into(), url.into()));
+        }
+        if let Some(permits) = options.password_hash_concurrency {
+            env.push((
+                "PASSWORD_HASH_CONCURRENCY".into(),
+                permits.to_string().into(),
+            ));
+        }
+        for (name, value) in &options.extra_env {
+            env.push((name.clone(), value.into()));
+        }
+        // Without DATABASE_URL the service uses this file (see its `config.rs`).
+        let database_url = options.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("dashboard.sqlite").display()
+            )
+        });
+
+        let mut command = Command::new(binary);
         command
             .env_clear()
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .current_dir(&data_dir)
-            .env("APP_ENV", "development")
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("DATA_DIR", &data_dir)
-            .env("JWT_KEYS", jwt_keys)
-            .env("RUST_LOG", "warn")
-            .env("LOG_FORMAT", "pretty")
-            .env("GRAPHIQL", "false")
             .arg("serve")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
             .kill_on_drop(true);
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
-        if let Some(url) = &options.database_url {
-            command.env("DATABASE_URL", url);
-        }
-        if let Some(permits) = options.password_hash_concurrency {
-            command.env("PASSWORD_HASH_CONCURRENCY", permits.to_string());
-        }
         let child = command
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut service = Self {
             child: Some(child),
+            binary: binary.to_path_buf(),
+            env,
+            database_url,
             data_dir,
             log_path,
             base_url: format!("http://127.0.0.1:{port}"),
@@ -131,6 +163,55 @@ impl Service {
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The database the service uses: `--database-url`, or its default SQLite file in the data
+    /// directory.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    /// The process id of the running service, for reading its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Runs the service binary's command line (`args`) with the service's environment and
+    /// working directory, writing `stdin` to it, and returns what it printed. Fails unless it
+    /// exits successfully.
+    pub async fn cli(&self, args: &[&str], stdin: &str) -> anyhow::Result<String> {
+        let mut child = Command::new(&self.binary)
+            .env_clear()
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
+            .current_dir(&self.data_dir)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("running {} {}", self.binary.display(), args.join(" ")))?;
+        if let Some(mut input) = child.stdin.take() {
+            input
+                .write_all(stdin.as_bytes())
+                .await
+                .context("writing to the command's standard input")?;
+            // Dropping the handle closes the pipe, so the command sees the end of its input.
+        }
+        let output = tokio::time::timeout(CLI_TIMEOUT, child.wait_with_output())
+            .await
+            .with_context(|| format!("`dashboard {}` did not finish", args.join(" ")))?
+            .context("waiting for the command")?;
+        if !output.status.success() {
+            bail!(
+                "`dashboard {}` failed ({}): {}{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// Polls `/readyz` until it answers 200, failing early when the process exits.
