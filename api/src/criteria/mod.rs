@@ -290,6 +290,13 @@ pub struct CriteriaReport {
     pub overall: Verdict,
 }
 
+impl CriteriaReport {
+    /// A report as stored in a JSON column; `None` when absent or unreadable.
+    pub fn from_stored(value: Option<&serde_json::Value>) -> Option<Self> {
+        value.and_then(|v| Self::deserialize(v).ok())
+    }
+}
+
 /// Checks a raw sample email (as uploaded) against the registration.
 ///
 /// The length is checked before anything is parsed. DKIM keys come from `dns` only: verification

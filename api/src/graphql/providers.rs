@@ -59,7 +59,7 @@ pub(crate) fn principal<'a>(ctx: &'a Context<'_>) -> ApiResult<&'a Principal> {
 }
 
 fn decode_report(value: Option<&serde_json::Value>) -> Option<CriteriaReport> {
-    value.and_then(|v| serde_json::from_value(v.clone()).ok())
+    CriteriaReport::from_stored(value)
 }
 
 fn parse_draft(value: &serde_json::Value) -> ApiResult<ProviderDraft> {

@@ -145,7 +145,9 @@ impl SectionEdit {
 
 impl ProviderDraft {
     pub fn from_json(value: &serde_json::Value) -> anyhow::Result<Self> {
-        Ok(serde_json::from_value(value.clone())?)
+        // Deserialising from the borrowed value avoids copying a draft that may hold a
+        // 2 MiB sample e-mail.
+        Ok(Self::deserialize(value)?)
     }
 
     pub fn to_json(&self) -> serde_json::Value {

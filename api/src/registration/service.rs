@@ -188,10 +188,7 @@ pub async fn update_draft(
     let report = if recheck {
         criteria_report(state, &draft).await?
     } else {
-        current
-            .draft_report
-            .as_ref()
-            .and_then(|r| serde_json::from_value(r.clone()).ok())
+        CriteriaReport::from_stored(current.draft_report.as_ref())
     };
 
     let txn = state.db.begin_write().await?;
@@ -284,10 +281,8 @@ pub async fn submit_for_review(
         return Err(stale(provider.version).into());
     }
     let draft = ProviderDraft::from_json(&provider.draft)?;
-    let report: Option<CriteriaReport> = provider
-        .draft_report
-        .as_ref()
-        .and_then(|r| serde_json::from_value(r.clone()).ok());
+    let report: Option<CriteriaReport> =
+        CriteriaReport::from_stored(provider.draft_report.as_ref());
     let blockers = submit_blockers(&draft, report.as_ref());
     if !blockers.is_empty() {
         return Err(PayloadError::User(blockers));

@@ -501,10 +501,7 @@ pub async fn decide(
 }
 
 fn decode_report(submission: &submission::Model) -> Option<CriteriaReport> {
-    submission
-        .report
-        .as_ref()
-        .and_then(|r| serde_json::from_value(r.clone()).ok())
+    CriteriaReport::from_stored(submission.report.as_ref())
 }
 
 /// Takes back the approval of the registration in force; the provider has none afterwards.
