@@ -17,6 +17,8 @@ use anyhow::{Context, bail};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 
+pub use crate::rate_limit::{Limit, RateLimitSettings};
+
 /// Shortest accepted HMAC signing key, in bytes (HS256 wants at least the hash size).
 const MIN_JWT_KEY_BYTES: usize = 32;
 
@@ -182,6 +184,15 @@ pub struct Settings {
     pub mail: MailSettings,
     /// GraphQL subscriptions over WebSocket: origins, limits, timeouts.
     pub realtime: RealtimeSettings,
+    /// Budgets per user, account and client address (`RATE_LIMIT_*`).
+    pub rate_limits: RateLimitSettings,
+    /// The header a trusted reverse proxy puts the client's address in (`CLIENT_IP_HEADER`);
+    /// without it, the peer address of the TCP connection is the client's.
+    pub client_ip_header: Option<actix_web::http::header::HeaderName>,
+    /// Whether `__schema` and `__type` are answered (`GRAPHQL_INTROSPECTION`).
+    pub introspection: bool,
+    /// Whether validation errors suggest similar field names (`GRAPHQL_SUGGESTIONS`).
+    pub field_suggestions: bool,
 }
 
 impl Settings {
@@ -303,6 +314,21 @@ impl Settings {
                 .unwrap_or(false),
             mail,
             realtime: realtime_settings(&env)?,
+            rate_limits: rate_limit_settings(&env)?,
+            client_ip_header: match env.string("CLIENT_IP_HEADER") {
+                None => None,
+                Some(name) => Some(
+                    actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).map_err(
+                        |_| anyhow::anyhow!("CLIENT_IP_HEADER is not a header name: `{name}`"),
+                    )?,
+                ),
+            },
+            introspection: env
+                .parse_bool("GRAPHQL_INTROSPECTION")?
+                .unwrap_or(!production),
+            field_suggestions: env
+                .parse_bool("GRAPHQL_SUGGESTIONS")?
+                .unwrap_or(!production),
         })
     }
 
@@ -497,7 +523,42 @@ fn check_smtp_url(raw: &str) -> Result<(), String> {
         .map_err(|error| format!("is not accepted by the mail library: {error}"))
 }
 
-/// Which browser pages may open a WebSocket (`ALLOWED_ORIGINS`).
+/// Reads the `RATE_LIMIT_*` budgets: `BUDGET/WINDOW` (such as `10/15m`) or `off`.
+fn rate_limit_settings(env: &Vars<'_>) -> anyhow::Result<RateLimitSettings> {
+    let defaults = RateLimitSettings::default();
+    let read = |name: &str, default: Option<Limit>| -> anyhow::Result<Option<Limit>> {
+        match env.string(name) {
+            None => Ok(default),
+            Some(raw) if raw.eq_ignore_ascii_case("off") => Ok(None),
+            Some(raw) => raw
+                .parse::<Limit>()
+                .map(Some)
+                .map_err(|error| anyhow::anyhow!("{name} has an invalid value `{raw}`: {error}")),
+        }
+    };
+    let query_cost = read("RATE_LIMIT_QUERY_COST", defaults.query_cost)?;
+    if let Some(limit) = query_cost
+        && (limit.budget.get() as usize) < crate::graphql::MAX_COMPLEXITY
+    {
+        bail!(
+            "RATE_LIMIT_QUERY_COST must allow at least one operation of the highest accepted \
+             cost ({}), got {limit}",
+            crate::graphql::MAX_COMPLEXITY
+        );
+    }
+    Ok(RateLimitSettings {
+        query_cost,
+        log_in_per_account: read("RATE_LIMIT_LOG_IN_PER_ACCOUNT", defaults.log_in_per_account)?,
+        log_in_per_address: read("RATE_LIMIT_LOG_IN_PER_ADDRESS", defaults.log_in_per_address)?,
+        sign_up_per_address: read(
+            "RATE_LIMIT_SIGN_UP_PER_ADDRESS",
+            defaults.sign_up_per_address,
+        )?,
+    })
+}
+
+/// Which browser pages may call the API: CORS for HTTP and the `Origin` check of WebSocket
+/// upgrades (`ALLOWED_ORIGINS`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AllowedOrigins {
     /// `*`: any origin (development only; browsers then need no CORS-like check).

@@ -9,10 +9,14 @@
 //!   `text/plain`) can never run a mutation;
 //! - malformed requests are 400; with `application/graphql-response+json`, so are documents that
 //!   fail to parse or validate;
-//! - bad credentials are 401 with `WWW-Authenticate`.
+//! - bad credentials are 401 with `WWW-Authenticate`;
+//! - every response to a charged operation carries `RateLimit-Limit`, `RateLimit-Remaining`,
+//!   `RateLimit-Reset` and `RateLimit-Policy` for the caller's query-cost budget, and an answer
+//!   with a `RATE_LIMITED` error is 429 with `Retry-After`.
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -24,7 +28,10 @@ use actix_web::{
     HttpRequest, HttpResponse,
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
-    http::{Method, StatusCode, header},
+    http::{
+        Method, StatusCode,
+        header::{self, HeaderName},
+    },
     middleware::Next,
     web,
 };
@@ -41,7 +48,8 @@ use serde_json::json;
 use crate::{
     auth::authenticate,
     db::counting_statements,
-    graphql::{AppSchema, limits, loaders},
+    graphql::{AppSchema, budget::CostBudget, limits, loaders},
+    rate_limit::{Decision, Subject},
     state::AppState,
 };
 
@@ -229,20 +237,32 @@ pub async fn graphql(
         }
     };
 
+    let client = client_address(&request, state.settings.client_ip_header.as_ref());
+    let budget = CostBudget::new(match viewer.principal() {
+        Some(principal) => Subject::User(principal.user_id),
+        None => Subject::Address(client),
+    });
     let statements = Arc::new(AtomicU64::new(0));
     let (providers, users) = loaders::for_request(&state.db, statements.clone());
+    let parsed = document.is_some();
     let mut graphql_request = async_graphql::Request::new(params.query)
         .variables(variables)
         .data(viewer)
+        .data(ClientAddress(client))
+        .data(budget.clone())
         .data(providers)
         .data(users);
     if let Some(name) = params.operation_name {
         graphql_request = graphql_request.operation_name(name);
     }
+    // The document was parsed once already, for the limits; the schema reuses it.
+    if let Some(document) = document {
+        graphql_request.set_parsed_query(document);
+    }
     let mut response =
         counting_statements(statements.clone(), schema.execute(graphql_request)).await;
     let statement_count = statements.load(Ordering::Relaxed);
-    add_missing_codes(&mut response, document.is_some());
+    add_missing_codes(&mut response, parsed);
     if state.settings.expose_sql_statement_count {
         response.extensions.insert(
             "sqlStatements".into(),
@@ -269,14 +289,83 @@ pub async fn graphql(
         .metrics
         .observe_graphql(kind, root_field, outcome, statement_count);
 
-    let status = if request_error && response_type == ResponseType::GraphqlResponseJson {
+    let retry_after = rate_limited_retry_after(&response);
+    let status = if retry_after.is_some() {
+        StatusCode::TOO_MANY_REQUESTS
+    } else if request_error && response_type == ResponseType::GraphqlResponseJson {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    HttpResponse::build(status)
-        .content_type(response_type.content_type())
-        .json(&response)
+    let mut builder = HttpResponse::build(status);
+    builder.content_type(response_type.content_type());
+    if let Some(decision) = budget.decision() {
+        for header in rate_limit_headers(&decision) {
+            builder.insert_header(header);
+        }
+    }
+    if let Some(seconds) = retry_after {
+        builder.insert_header((header::RETRY_AFTER, seconds.to_string()));
+    }
+    builder.json(&response)
+}
+
+/// The address of the client: the peer of the TCP connection, or, behind a trusted reverse
+/// proxy that names it in `header`, the last address in that header (the one the proxy itself
+/// added; earlier entries come from the client and prove nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
+pub fn client_address(request: &HttpRequest, header: Option<&HeaderName>) -> IpAddr {
+    let forwarded = header
+        .and_then(|name| request.headers().get_all(name).last())
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| parse_forwarded_address(last.trim()));
+    forwarded
+        .or_else(|| request.peer_addr().map(|peer| peer.ip()))
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// An address as proxies write it: `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1` or
+/// `[2001:db8::1]:4711`.
+fn parse_forwarded_address(raw: &str) -> Option<IpAddr> {
+    if let Ok(address) = raw.parse::<IpAddr>() {
+        return Some(address);
+    }
+    raw.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|socket| socket.ip())
+}
+
+/// The longest `retryAfterSeconds` among `RATE_LIMITED` errors, if there is one.
+fn rate_limited_retry_after(response: &async_graphql::Response) -> Option<u64> {
+    response
+        .errors
+        .iter()
+        .filter_map(|error| error.extensions.as_ref())
+        .filter(|extensions| {
+            matches!(extensions.get("code"), Some(async_graphql::Value::String(code)) if code == "RATE_LIMITED")
+        })
+        .map(|extensions| match extensions.get("retryAfterSeconds") {
+            Some(async_graphql::Value::Number(seconds)) => seconds.as_u64().unwrap_or(1),
+            _ => 1,
+        })
+        .max()
+}
+
+/// The `RateLimit-*` headers of a query-cost decision (the IETF draft's names: limit, units
+/// remaining, seconds until the budget is full again, and the policy as `budget;w=window`).
+fn rate_limit_headers(decision: &Decision) -> [(&'static str, String); 4] {
+    [
+        ("ratelimit-limit", decision.limit.to_string()),
+        ("ratelimit-remaining", decision.remaining.to_string()),
+        ("ratelimit-reset", decision.reset_seconds().to_string()),
+        (
+            "ratelimit-policy",
+            format!("{};w={}", decision.limit, decision.window.as_secs()),
+        ),
+    ]
 }
 
 /// Gives every error a code. async-graphql's own parse, validation and input-coercion errors

@@ -14,6 +14,7 @@ pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod notifications;
+pub mod rate_limit;
 pub mod registration;
 pub mod review;
 pub mod startup;

@@ -1,9 +1,10 @@
-//! Prometheus metrics: HTTP requests and latencies, GraphQL operations, mail deliveries.
+//! Prometheus metrics: HTTP requests and latencies, GraphQL operations, mail deliveries, rate
+//! limits.
 
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 /// The service's metric families, registered in their own registry.
@@ -19,6 +20,8 @@ struct Inner {
     graphql_operations: IntCounterVec,
     graphql_statements: HistogramVec,
     mail_deliveries: IntCounterVec,
+    rate_limit_decisions: IntCounterVec,
+    rate_limit_fallbacks: IntCounter,
 }
 
 impl Metrics {
@@ -66,6 +69,19 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let rate_limit_decisions = IntCounterVec::new(
+            Opts::new(
+                "rate_limit_decisions_total",
+                "Rate-limit charges by budget and outcome (allowed, limited)",
+            ),
+            &["bucket", "outcome"],
+        )?;
+        let rate_limit_fallbacks = IntCounter::new(
+            "rate_limit_fallbacks_total",
+            "Rate-limit decisions taken in memory because Redis failed or was paused",
+        )?;
+        registry.register(Box::new(rate_limit_decisions.clone()))?;
+        registry.register(Box::new(rate_limit_fallbacks.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(graphql_operations.clone()))?;
@@ -78,6 +94,8 @@ impl Metrics {
                 graphql_operations,
                 graphql_statements,
                 mail_deliveries,
+                rate_limit_decisions,
+                rate_limit_fallbacks,
             }),
         })
     }
@@ -124,6 +142,20 @@ impl Metrics {
             .mail_deliveries
             .with_label_values(&[outcome])
             .inc();
+    }
+
+    /// Records one rate-limit charge.
+    pub fn observe_rate_limit(&self, bucket: &str, allowed: bool) {
+        let outcome = if allowed { "allowed" } else { "limited" };
+        self.inner
+            .rate_limit_decisions
+            .with_label_values(&[bucket, outcome])
+            .inc();
+    }
+
+    /// Records one rate-limit decision taken in memory because Redis failed.
+    pub fn observe_rate_limit_fallback(&self) {
+        self.inner.rate_limit_fallbacks.inc();
     }
 
     /// The Prometheus text exposition of every metric.

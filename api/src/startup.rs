@@ -3,10 +3,12 @@
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
+use actix_cors::Cors;
 use actix_web::{
     App, HttpServer,
     dev::{Server, ServerHandle},
     guard,
+    http::{Method, header},
     middleware::from_fn,
     web,
 };
@@ -17,13 +19,14 @@ use tracing_actix_web::TracingLogger;
 use crate::{
     auth::{PasswordHasher, TokenSigner},
     bus::{EventBus, RedisBus},
-    config::{KeySource, Settings},
+    config::{AllowedOrigins, KeySource, Settings},
     criteria::{FixtureTxt, SystemTxt, TxtLookup},
     db::Db,
     graphql::{AppSchema, build_schema},
     http,
     metrics::Metrics,
     notifications::{MailWorker, Mailer},
+    rate_limit::RateLimiter,
     state::AppState,
     ws,
 };
@@ -51,6 +54,7 @@ impl Application {
         let mailer = Mailer::from_settings(&state.settings.mail).context("setting up mail")?;
         let server = run(listener, state.clone())?;
         spawn_claim_sweeper(state.clone());
+        spawn_rate_limit_janitor(state.rate_limiter.clone());
         let mail_worker = MailWorker::spawn(
             state.db.clone(),
             mailer,
@@ -110,6 +114,17 @@ fn spawn_claim_sweeper(state: AppState) {
     });
 }
 
+/// Forgets, every minute, the in-memory rate-limit buckets that have filled up again.
+fn spawn_rate_limit_janitor(limiter: RateLimiter) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            ticker.tick().await;
+            limiter.forget_idle();
+        }
+    });
+}
+
 /// Connects everything the handlers share.
 pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
     if let KeySource::GeneratedFile(path) = &settings.jwt.key_source {
@@ -154,15 +169,51 @@ pub async fn build_state(settings: Settings) -> anyhow::Result<AppState> {
             Arc::new(SystemTxt::from_system_conf().context("reading the system DNS configuration")?)
         }
     };
+    let metrics = Metrics::new()?;
+    let rate_limiter = RateLimiter::new(
+        settings.rate_limits.clone(),
+        redis
+            .clone()
+            .map(|connection| (connection, settings.redis_prefix.clone())),
+        metrics.clone(),
+    );
     Ok(AppState {
         bus,
         dns,
         signer: Arc::new(TokenSigner::new(&settings.jwt)?),
         hasher: PasswordHasher::new(settings.password_hash_concurrency)?,
-        metrics: Metrics::new()?,
+        metrics,
+        rate_limiter,
         settings: Arc::new(settings),
         db,
         redis,
+    })
+}
+
+/// CORS for the single-page app: pages on an allowed origin (or on this service's own) may call
+/// the API with a bearer token and read the rate-limit headers. Cookies are never used, so
+/// credentials are not allowed. Other origins get no CORS headers, so browsers keep their pages
+/// from reading answers; clients without `Origin` are not affected.
+fn cors(allowed_origins: AllowedOrigins) -> Cors {
+    let cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("ratelimit-limit"),
+            header::HeaderName::from_static("ratelimit-remaining"),
+            header::HeaderName::from_static("ratelimit-reset"),
+            header::HeaderName::from_static("ratelimit-policy"),
+        ])
+        .max_age(3_600);
+    cors.allowed_origin_fn(move |origin, request| {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|value| value.to_str().ok());
+        origin
+            .to_str()
+            .is_ok_and(|origin| allowed_origins.allows(origin, host))
     })
 }
 
@@ -173,8 +224,10 @@ fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     let state = web::Data::new(state);
     let schema = web::Data::new(schema);
     let connections = web::Data::new(ws::Connections::default());
+    let allowed_origins = state.settings.realtime.allowed_origins.clone();
     let server = HttpServer::new(move || {
         let mut app = App::new()
+            .wrap(cors(allowed_origins.clone()))
             .wrap(from_fn(http::record_metrics))
             .wrap(TracingLogger::default())
             .app_data(state.clone())

@@ -9,6 +9,7 @@ use crate::{
     criteria::TxtLookup,
     db::Db,
     metrics::Metrics,
+    rate_limit::RateLimiter,
 };
 
 /// Cheap to clone: everything inside is shared.
@@ -24,4 +25,6 @@ pub struct AppState {
     pub dns: Arc<dyn TxtLookup>,
     /// Committed events, fanned out to live subscribers.
     pub bus: EventBus,
+    /// Budgets of query cost, log-ins and sign-ups.
+    pub rate_limiter: RateLimiter,
 }

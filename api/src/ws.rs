@@ -46,7 +46,8 @@ use uuid::Uuid;
 use crate::{
     auth::{AuthRejection, Credential, Principal, Viewer, authenticate},
     config::RealtimeSettings,
-    graphql::{AppSchema, SubscribedAt},
+    graphql::{AppSchema, SubscribedAt, budget::CostBudget},
+    rate_limit::Subject,
     state::AppState,
 };
 
@@ -592,6 +593,7 @@ impl Connection {
         let mut request = async_graphql::Request::new(payload.query)
             .variables(variables)
             .data(Viewer::User(auth.principal.clone()))
+            .data(CostBudget::new(Subject::User(auth.principal.user_id)))
             .data(SubscribedAt(self.state.bus.high_water()));
         if let Some(name) = payload.operation_name {
             request = request.operation_name(name);

@@ -82,6 +82,9 @@ pub async fn test_settings(overrides: &[(&str, &str)]) -> Settings {
             "JWT_KEYS".into(),
             format!("{TEST_JWT_KID}:{}", base64_encode(TEST_JWT_SECRET)),
         ),
+        // Every test signs up and logs in from 127.0.0.1; the budget tests set their own.
+        ("RATE_LIMIT_SIGN_UP_PER_ADDRESS".into(), "100000/1h".into()),
+        ("RATE_LIMIT_LOG_IN_PER_ADDRESS".into(), "100000/1h".into()),
     ]);
     if let Ok(redis) = std::env::var("TEST_REDIS_URL")
         && !redis.is_empty()

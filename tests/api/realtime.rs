@@ -979,13 +979,13 @@ async fn a_subscriber_on_one_instance_sees_changes_made_through_another() {
 }
 
 /// A private Redis server on a port of its own, to stop and start in a test.
-struct PrivateRedis {
+pub struct PrivateRedis {
     port: u16,
     child: tokio::process::Child,
 }
 
 impl PrivateRedis {
-    async fn start(port: u16) -> Option<Self> {
+    pub async fn start(port: u16) -> Option<Self> {
         let child = tokio::process::Command::new("redis-server")
             .args([
                 "--port",
@@ -1011,7 +1011,7 @@ impl PrivateRedis {
         None
     }
 
-    async fn stop(mut self) -> u16 {
+    pub async fn stop(mut self) -> u16 {
         self.child.kill().await.ok();
         self.child.wait().await.ok();
         self.port
@@ -1029,7 +1029,7 @@ async fn wait_for_bus(app: &TestApp, status: BusStatus) -> bool {
     false
 }
 
-fn on_path(program: &str) -> bool {
+pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

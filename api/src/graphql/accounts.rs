@@ -1,5 +1,7 @@
 //! Accounts in the schema: sign-up, log-in, sessions, API tokens and the admin's user management.
 
+use std::net::IpAddr;
+
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{api_token, user};
@@ -8,7 +10,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use super::{node::GlobalId, payload};
 use crate::{
     auth::{self, IssuedSession, Role, RoleGuard, Viewer},
+    domain::EmailAddress,
     error::{ApiError, UserError},
+    http::ClientAddress,
+    rate_limit::{Bucket, Subject},
     state::AppState,
 };
 
@@ -222,6 +227,24 @@ impl AccountQuery {
 #[derive(Default)]
 pub struct AccountMutation;
 
+/// The client's address as the transport saw it (unspecified when the request did not come
+/// through a transport, as in unit tests).
+fn client_address(ctx: &Context<'_>) -> IpAddr {
+    ctx.data_opt::<ClientAddress>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |client| client.0)
+}
+
+/// Charges one attempt to a log-in or sign-up budget; `RATE_LIMITED` when it is spent.
+async fn charge(ctx: &Context<'_>, bucket: Bucket, subject: Subject) -> Result<(), ApiError> {
+    let state = ctx.data_unchecked::<AppState>();
+    match state.rate_limiter.charge(bucket, &subject, 1).await {
+        Some(decision) if !decision.allowed => Err(ApiError::RateLimited {
+            retry_after_seconds: decision.retry_after_seconds(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[Object]
 impl AccountMutation {
     /// Creates a submitter account and signs it in.
@@ -231,6 +254,12 @@ impl AccountMutation {
         input: SignUpInput,
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.data_unchecked::<AppState>();
+        charge(
+            ctx,
+            Bucket::SignUpPerAddress,
+            Subject::Address(client_address(ctx)),
+        )
+        .await?;
         let result = auth::sign_up(state, &input.email, input.password.into()).await;
         payload(result, AuthPayload::from, |p, e| p.user_errors = e)
     }
@@ -242,6 +271,18 @@ impl AccountMutation {
         input: LogInInput,
     ) -> async_graphql::Result<AuthPayload> {
         let state = ctx.data_unchecked::<AppState>();
+        // The address first: a flood from one client then never reaches the account budgets
+        // of the accounts it names.
+        charge(
+            ctx,
+            Bucket::LogInPerAddress,
+            Subject::Address(client_address(ctx)),
+        )
+        .await?;
+        if let Ok(email) = EmailAddress::parse(&input.email) {
+            let account = Subject::Account(email.normalized().to_owned());
+            charge(ctx, Bucket::LogInPerAccount, account).await?;
+        }
         let result = auth::log_in(state, &input.email, input.password.into()).await;
         payload(result, AuthPayload::from, |p, e| p.user_errors = e)
     }

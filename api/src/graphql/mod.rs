@@ -2,6 +2,7 @@
 //! subscriptions.
 
 mod accounts;
+pub mod budget;
 pub mod limits;
 pub mod loaders;
 mod node;
@@ -58,9 +59,12 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
 
 /// The schema a running service executes, with its state attached.
 pub fn build_schema(state: AppState) -> AppSchema {
-    let mut builder = builder();
-    if state.settings.environment == crate::config::Environment::Production {
+    let mut builder = builder().extension(budget::QueryCostLimit);
+    if !state.settings.field_suggestions {
         builder = builder.disable_suggestions();
+    }
+    if !state.settings.introspection {
+        builder = builder.disable_introspection();
     }
     builder.data(state).finish()
 }

@@ -1,0 +1,107 @@
+//! The per-caller budget of query cost: every operation that passes validation is charged its
+//! complexity before any resolver runs, so an exhausted budget costs no database work.
+//!
+//! The transport puts a [`CostBudget`] into the request; the outcome it records becomes the
+//! `RateLimit-*` headers of the HTTP response. Requests without one (the schema export, unit
+//! tests) are not charged.
+
+use std::sync::{Arc, Mutex};
+
+use async_graphql::{
+    ServerError, ValidationResult,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation},
+};
+
+use crate::{
+    rate_limit::{Bucket, Decision, Subject},
+    state::AppState,
+};
+
+/// Who pays for a request, and the last decision taken for it.
+#[derive(Clone)]
+pub struct CostBudget {
+    subject: Subject,
+    decision: Arc<Mutex<Option<Decision>>>,
+}
+
+impl CostBudget {
+    pub fn new(subject: Subject) -> Self {
+        Self {
+            subject,
+            decision: Arc::default(),
+        }
+    }
+
+    /// The decision of the latest charge, if the budget is on and a charge happened.
+    pub fn decision(&self) -> Option<Decision> {
+        *self
+            .decision
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn record(&self, decision: Decision) {
+        *self
+            .decision
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(decision);
+    }
+}
+
+/// The error of an operation refused by a rate limit, as async-graphql reports request errors.
+pub fn rate_limited_error(message: &str, retry_after_seconds: u64) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", "RATE_LIMITED");
+    extensions.set("retryAfterSeconds", retry_after_seconds);
+    error.extensions = Some(extensions);
+    error
+}
+
+/// Installs the charge on the schema.
+pub struct QueryCostLimit;
+
+impl ExtensionFactory for QueryCostLimit {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(QueryCostLimit)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for QueryCostLimit {
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let validated = next.run(ctx).await?;
+        let (Some(budget), Some(state)) =
+            (ctx.data_opt::<CostBudget>(), ctx.data_opt::<AppState>())
+        else {
+            return Ok(validated);
+        };
+        let cost = u32::try_from(validated.complexity).unwrap_or(u32::MAX);
+        let Some(decision) = state
+            .rate_limiter
+            .charge(Bucket::QueryCost, &budget.subject, cost)
+            .await
+        else {
+            return Ok(validated);
+        };
+        budget.record(decision);
+        if decision.allowed {
+            Ok(validated)
+        } else {
+            let retry = decision.retry_after_seconds();
+            Err(vec![rate_limited_error(
+                &format!(
+                    "this operation costs {cost}, more than is left of your budget of {} per {} s; \
+                     retry in {retry} s",
+                    decision.limit,
+                    decision.window.as_secs()
+                ),
+                retry,
+            )])
+        }
+    }
+}
