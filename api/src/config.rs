@@ -773,6 +773,55 @@ mod tests {
     const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIj";
 
     #[test]
+    fn rate_limits_have_defaults_can_be_turned_off_and_name_bad_values() {
+        let defaults = settings(&[("JWT_KEYS", KEY)]).expect("defaults");
+        assert_eq!(defaults.rate_limits, RateLimitSettings::default());
+        assert!(defaults.client_ip_header.is_none());
+        let tuned = settings(&[
+            ("JWT_KEYS", KEY),
+            ("RATE_LIMIT_LOG_IN_PER_ACCOUNT", "off"),
+            ("RATE_LIMIT_SIGN_UP_PER_ADDRESS", "5/1d"),
+            ("CLIENT_IP_HEADER", "X-Real-IP"),
+        ])
+        .expect("tuned");
+        assert_eq!(tuned.rate_limits.log_in_per_account, None);
+        assert_eq!(
+            tuned.rate_limits.sign_up_per_address.map(|l| l.window),
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            tuned.client_ip_header.map(|h| h.as_str().to_owned()),
+            Some("x-real-ip".to_owned())
+        );
+        for (name, value) in [
+            ("RATE_LIMIT_LOG_IN_PER_ADDRESS", "ten per minute"),
+            ("RATE_LIMIT_QUERY_COST", "1999/1m"),
+            ("RATE_LIMIT_SIGN_UP_PER_ADDRESS", "0/1h"),
+            ("CLIENT_IP_HEADER", "not a header"),
+        ] {
+            let message = error_of(&[("JWT_KEYS", KEY), (name, value)]);
+            assert!(message.contains(name), "{message}");
+        }
+    }
+
+    #[test]
+    fn production_turns_introspection_and_suggestions_off_unless_asked() {
+        let production = [
+            ("APP_ENV", "production"),
+            ("DATABASE_URL", "postgres://x@localhost/db"),
+            ("JWT_KEYS", KEY),
+            ("MAIL_TRANSPORT", "log"),
+        ];
+        let closed = settings(&production).expect("production");
+        assert!(!closed.introspection && !closed.field_suggestions);
+        let mut asked = production.to_vec();
+        asked.push(("GRAPHQL_INTROSPECTION", "true"));
+        assert!(settings(&asked).expect("production").introspection);
+        let open = settings(&[("JWT_KEYS", KEY)]).expect("development");
+        assert!(open.introspection && open.field_suggestions);
+    }
+
+    #[test]
     fn a_bad_port_names_the_variable() {
         let message = error_of(&[("PORT", "eighty"), ("JWT_KEYS", KEY)]);
         assert!(message.contains("PORT"), "{message}");
