@@ -110,6 +110,13 @@ impl Service {
             ("RUST_LOG".into(), "warn".into()),
             ("LOG_FORMAT".into(), "pretty".into()),
             ("GRAPHIQL".into(), "false".into()),
+            // Budgets stay on, so their cost is measured, but high enough never to refuse: the
+            // benches measure the work behind a request, and the login flood the password
+            // hasher, which real budgets would shield after a few attempts.
+            ("RATE_LIMIT_QUERY_COST".into(), "60000000/1m".into()),
+            ("RATE_LIMIT_LOG_IN_PER_ACCOUNT".into(), "60000000/1m".into()),
+            ("RATE_LIMIT_LOG_IN_PER_ADDRESS".into(), "60000000/1m".into()),
+            ("RATE_LIMIT_SIGN_UP_PER_ADDRESS".into(), "60000000/1m".into()),
         ];
         if let Some(path) = std::env::var_os("PATH") {
             env.push(("PATH".into(), path));
