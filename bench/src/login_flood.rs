@@ -274,7 +274,7 @@ async fn measure(
 
 /// Median time of one argon2id hash with `Argon2::default()` (m=19456 KiB, t=2, p=1, the
 /// service's parameters), on this thread.
-fn single_hash_time() -> anyhow::Result<Duration> {
+pub(crate) fn single_hash_time() -> anyhow::Result<Duration> {
     let argon2 = Argon2::default();
     let mut output = [0u8; 32];
     let mut hash = || {

@@ -8,6 +8,7 @@ mod login_flood;
 mod plain;
 mod queue;
 mod service;
+mod suite;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Command {
     /// Throughput of the reviewer queue page through GraphQL against a plain actix handler
     /// returning the same rows, and the SQL statements per GraphQL request.
     Queue(queue::Args),
+    /// Every benchmark on PostgreSQL and Redis with a seeded data set, ending in one table of
+    /// ratios and the quality bars met or not.
+    Suite(suite::Args),
 }
 
 #[tokio::main]
@@ -37,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::LoginFlood(args) => login_flood::run(args).await,
             Command::Queue(args) => queue::run(args).await,
+            Command::Suite(args) => suite::run(args).await,
         }
     };
     // Dropping `work` drops the running service, which kills the child process.

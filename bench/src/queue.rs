@@ -56,7 +56,7 @@ const CLAIM: &str = "mutation($input: SubmissionRefInput!) { claimSubmission(inp
 const STATEMENT_PROBES: [u64; 2] = [5, 50];
 
 /// Options of `bench queue`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Providers to register and submit, each by its own submitter.
     #[arg(long, default_value_t = 300)]
@@ -95,6 +95,9 @@ pub struct Args {
     /// postgres://postgres@127.0.0.1:5432/amdash_bench; default: a fresh SQLite file.
     #[arg(long)]
     database_url: Option<String>,
+    /// Redis for the service (`REDIS_URL`), e.g. redis://127.0.0.1:6379; default: none.
+    #[arg(long)]
+    redis_url: Option<String>,
     /// The service binary; default: <target dir>/release/dashboard, built first.
     #[arg(long)]
     service_bin: Option<PathBuf>,
@@ -110,8 +113,29 @@ pub struct Args {
     plain_auth: bool,
 }
 
+/// What the benchmark suite keeps of a run.
+pub struct Summary {
+    /// GraphQL throughput over the plain handler's, all rounds together.
+    pub ratio: f64,
+    pub target_ratio: f64,
+    /// `extensions.sqlStatements` per page size probed.
+    pub statements: Vec<(u64, u64)>,
+    /// Statements constant in the page size and within the bound.
+    pub statements_met: bool,
+    pub max_statements: u64,
+    /// Mean SQL statements per operation over the whole run (seeding included), by root
+    /// field, from the service's `/metrics`.
+    pub statements_by_operation: Vec<(String, f64)>,
+    pub queue_length: u64,
+}
+
 /// Runs the benchmark and prints its table.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    run_for_summary(args).await.map(|_| ())
+}
+
+/// Runs the benchmark, prints its table and returns the figures.
+pub async fn run_for_summary(args: Args) -> anyhow::Result<Summary> {
     let timing = Timing {
         phase: seconds("duration", args.duration)?,
         warmup: seconds("warmup", args.warmup)?,
@@ -142,23 +166,75 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             service::default_binary()
         }
     };
+    let mut extra_env = vec![
+        ("EXPOSE_SQL_STATEMENT_COUNT".into(), "true".into()),
+        ("AUTO_APPROVE_MY_MAILBOX".into(), "false".into()),
+    ];
+    if let Some(url) = &args.redis_url {
+        extra_env.push(("REDIS_URL".into(), url.clone()));
+        extra_env.push((
+            "REDIS_PREFIX".into(),
+            format!("bench-{}", std::process::id()),
+        ));
+    }
     let options = ServiceOptions {
         database_url: args.database_url.clone(),
         password_hash_concurrency: None,
-        extra_env: vec![
-            ("EXPOSE_SQL_STATEMENT_COUNT".into(), "true".into()),
-            ("AUTO_APPROVE_MY_MAILBOX".into(), "false".into()),
-        ],
+        extra_env,
     };
     eprintln!("starting {}", binary.display());
     let service = Service::start(&binary, &options).await?;
     let measured = measure(&service, &args, timing).await;
+    let metrics = match measured {
+        Ok(_) => scrape_metrics(service.base_url()).await,
+        Err(_) => String::new(),
+    };
     let log_errors = service.log_error_lines();
     let log_tail = service.log_tail();
     service.stop().await;
     let report = measured.with_context(|| format!("the service's log ends:\n{log_tail}"))?;
     report.print(&args, log_errors);
-    Ok(())
+    Ok(report.summary(&args, statements_by_operation(&metrics)))
+}
+
+async fn scrape_metrics(base_url: &str) -> String {
+    let response = reqwest::Client::new()
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await;
+    match response {
+        Ok(response) => response.text().await.unwrap_or_default(),
+        Err(error) => {
+            eprintln!("warning: could not read /metrics: {error}");
+            String::new()
+        }
+    }
+}
+
+/// Mean of the `amdash_graphql_sql_statements` histogram per root field, from the Prometheus
+/// text format.
+fn statements_by_operation(metrics: &str) -> Vec<(String, f64)> {
+    let series = |suffix: &str| -> Vec<(String, f64)> {
+        let prefix = format!("amdash_graphql_sql_statements_{suffix}{{root_field=\"");
+        metrics
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(&prefix)?;
+                let (field, value) = rest.split_once("\"} ")?;
+                Some((field.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect()
+    };
+    let counts = series("count");
+    let mut means: Vec<(String, f64)> = series("sum")
+        .into_iter()
+        .filter_map(|(field, sum)| {
+            let count = counts.iter().find(|(f, _)| *f == field)?.1;
+            (count > 0.0 && field != "-").then(|| (field, sum / count))
+        })
+        .collect();
+    means.sort_by(|a, b| a.0.cmp(&b.0));
+    means
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -926,9 +1002,47 @@ impl Report {
     }
 }
 
+impl Report {
+    fn summary(&self, args: &Args, statements_by_operation: Vec<(String, f64)>) -> Summary {
+        let throughput = |pick: fn(&(Phase, Phase)) -> &Phase| {
+            combine(self.rounds.iter().map(pick)).map_or(0.0, |p| p.stats.throughput())
+        };
+        let plain = throughput(|(plain, _)| plain);
+        let graphql = throughput(|(_, graphql)| graphql);
+        let small = self.graphql_statements.first().map(|(_, s)| *s);
+        let large = self.graphql_statements.get(1).map(|(_, s)| *s);
+        let (low, high) = self.statements_under_load;
+        let constant = small.is_some() && small == large && (low == high || low == u64::MAX);
+        Summary {
+            ratio: graphql / plain.max(f64::MIN_POSITIVE),
+            target_ratio: args.target_ratio,
+            statements: self.graphql_statements.clone(),
+            statements_met: constant && large.is_some_and(|s| s <= args.max_statements),
+            max_statements: args.max_statements,
+            statements_by_operation,
+            queue_length: self.queue_length,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_per_operation_are_read_from_the_histogram() {
+        let metrics = "# HELP x\n\
+            amdash_graphql_sql_statements_sum{root_field=\"reviewQueue\"} 40\n\
+            amdash_graphql_sql_statements_count{root_field=\"reviewQueue\"} 10\n\
+            amdash_graphql_sql_statements_sum{root_field=\"-\"} 0\n\
+            amdash_graphql_sql_statements_count{root_field=\"-\"} 3\n\
+            amdash_graphql_sql_statements_sum{root_field=\"logIn\"} 9\n\
+            amdash_graphql_sql_statements_count{root_field=\"logIn\"} 3\n";
+        assert_eq!(
+            statements_by_operation(metrics),
+            vec![("logIn".to_owned(), 3.0), ("reviewQueue".to_owned(), 4.0)]
+        );
+    }
 
     #[test]
     fn the_age_in_queue_is_left_out_of_the_comparison() {

@@ -116,7 +116,10 @@ impl Service {
             ("RATE_LIMIT_QUERY_COST".into(), "60000000/1m".into()),
             ("RATE_LIMIT_LOG_IN_PER_ACCOUNT".into(), "60000000/1m".into()),
             ("RATE_LIMIT_LOG_IN_PER_ADDRESS".into(), "60000000/1m".into()),
-            ("RATE_LIMIT_SIGN_UP_PER_ADDRESS".into(), "60000000/1m".into()),
+            (
+                "RATE_LIMIT_SIGN_UP_PER_ADDRESS".into(),
+                "60000000/1m".into(),
+            ),
         ];
         if let Some(path) = std::env::var_os("PATH") {
             env.push(("PATH".into(), path));
