@@ -7,6 +7,7 @@ mod authorization;
 mod hardening;
 mod helpers;
 mod notifications;
+mod probe;
 mod realtime;
 mod registration;
 mod review;

@@ -27,7 +27,7 @@ fn pass_or(ok: bool, otherwise: Verdict) -> Verdict {
 fn describe_registrable(domain: &str) -> String {
     match registrable_domain(domain) {
         Some(registrable) => format!("{domain} (registrable {registrable})"),
-        None => format!("{domain} (no registrable domain: it is a public suffix)"),
+        None => format!("{domain} (no registrable domain: a public suffix or an IP address)"),
     }
 }
 
@@ -103,7 +103,7 @@ pub fn build_report(
             )
         }),
         (Some(from), None) => alignment_evidence.push(format!(
-            "From domain {from} is a public suffix and has no registrable domain"
+            "From domain {from} has no registrable domain: it is a public suffix or an IP address"
         )),
         (Some(_), Some(_)) => {}
     }

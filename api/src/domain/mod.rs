@@ -49,9 +49,12 @@ mod sender;
 mod target_url;
 mod text;
 
-pub use domain_name::DomainName;
+pub use domain_name::{
+    DomainName, SPECIAL_USE_TLDS, confusable_label, looks_like_ip_address, special_use_tld,
+};
 pub use email::EmailAddress;
 pub use https_url::HttpsUrl;
+pub(crate) use https_url::{host_reads_the_same, naive_host};
 pub use number::check_range;
 pub use phone::PhoneNumber;
 pub use public_key::RsaPublicKey;
@@ -112,6 +115,11 @@ validation_codes! {
     DomainIpAddress => "DOMAIN_IP_ADDRESS",
     /// A bare domain name is `localhost` or below it.
     DomainLocalhost => "DOMAIN_LOCALHOST",
+    /// A bare domain name is under a special-use or private-use TLD (`.test`, `.local`, …).
+    DomainSpecialUse => "DOMAIN_SPECIAL_USE",
+    /// A label of a bare domain name mixes scripts like a look-alike name (`pаypal` with a
+    /// Cyrillic `а`).
+    DomainMixedScript => "DOMAIN_MIXED_SCRIPT",
     /// The email address is not a plain `local@domain` address.
     EmailInvalid => "EMAIL_INVALID",
     /// The local part (before `@`) is longer than 64 octets.
@@ -126,6 +134,10 @@ validation_codes! {
     EmailDomainIpLiteral => "EMAIL_DOMAIN_IP_LITERAL",
     /// The email domain is `localhost` or below it.
     EmailDomainLocalhost => "EMAIL_DOMAIN_LOCALHOST",
+    /// The email domain is under a special-use or private-use TLD (`.test`, `.local`, …).
+    EmailDomainSpecialUse => "EMAIL_DOMAIN_SPECIAL_USE",
+    /// A label of the email domain mixes scripts like a look-alike name.
+    EmailDomainMixedScript => "EMAIL_DOMAIN_MIXED_SCRIPT",
     /// The email domain is not a valid host name (IDNA failure, bad characters, label length).
     EmailDomainInvalid => "EMAIL_DOMAIN_INVALID",
     /// The email domain is itself a public suffix (e.g. `co.uk`).
@@ -146,10 +158,17 @@ validation_codes! {
     UrlHostSingleLabel => "URL_HOST_SINGLE_LABEL",
     /// The URL's host is itself a public suffix (e.g. `co.uk`).
     UrlHostPublicSuffix => "URL_HOST_PUBLIC_SUFFIX",
+    /// The URL's host is under a special-use or private-use TLD (`.test`, `.local`, …).
+    UrlHostSpecialUse => "URL_HOST_SPECIAL_USE",
+    /// A label of the URL's host mixes scripts like a look-alike name.
+    UrlHostMixedScript => "URL_HOST_MIXED_SCRIPT",
     /// The URL's host is not a valid DNS host name (characters, hyphens, dots, label length).
     UrlHostInvalid => "URL_HOST_INVALID",
     /// The URL names a port other than 443.
     UrlPortNotAllowed => "URL_PORT_NOT_ALLOWED",
+    /// The URL's host reads differently to a plain RFC 3986 reader than to a browser (WHATWG),
+    /// e.g. through percent-encoding in the host; the two could call different servers.
+    UrlHostAmbiguous => "URL_HOST_AMBIGUOUS",
     /// The URL has a query (`?…`) or fragment (`#…`) where neither is allowed.
     UrlHasQueryOrFragment => "URL_HAS_QUERY_OR_FRAGMENT",
     /// The URL is longer than 2048 characters.

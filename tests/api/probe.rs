@@ -1,0 +1,160 @@
+//! Regression tests for the findings of a security probe of the API: ambiguous target URLs,
+//! special-use and look-alike domains, group syntax in a sample's From, arbitrary field paths
+//! in change requests, API tokens minting tokens, revived credentials, and error floods.
+
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{sample, spawn_app},
+    registration::Registration,
+};
+
+/// `(field path, code)` of every user error in a payload.
+fn codes(payload: &Value) -> Vec<(Value, String)> {
+    payload["userErrors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no userErrors in {payload}"))
+        .iter()
+        .map(|e| (e["field"].clone(), e["code"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+/// The check of one criterion in a provider's criteria report.
+fn criterion<'v>(provider: &'v Value, name: &str) -> &'v Value {
+    provider["criteriaReport"]["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["criterion"] == json!(name)))
+        .unwrap_or_else(|| panic!("no {name} check in {provider}"))
+}
+
+#[tokio::test]
+async fn target_urls_with_ports_backslashes_or_ambiguous_hosts_are_refused() {
+    let app = spawn_app().await;
+    let owner = app.sign_up().await;
+    let mut provider = Registration::create(&app, &owner, "Ambiguous").await;
+    let cases: &[(&str, &str)] = &[
+        ("https://api.myservice.com:8443", "URL_PORT_NOT_ALLOWED"),
+        ("https://api.myservice.com:80/hook", "URL_PORT_NOT_ALLOWED"),
+        ("https://api.myservice.com\\@evil.com", "URL_INVALID"),
+        ("https://evil.com\\@api.myservice.com", "URL_INVALID"),
+        ("https://api.myservice.com@evil.com", "URL_HAS_USERINFO"),
+        ("https://api.myservice.com%2eevil.com", "URL_HOST_AMBIGUOUS"),
+    ];
+    for (target, code) in cases {
+        let payload = provider
+            .provider_details(&["myservice@contoso.com"], &[target])
+            .await;
+        assert_eq!(
+            codes(&payload),
+            vec![(json!(["targetUrls", "0"]), (*code).to_owned())],
+            "{target}: {payload}"
+        );
+    }
+    let stored = provider.read("version draft { providerDetails { targetUrls } }").await;
+    assert_eq!(stored["draft"]["providerDetails"], Value::Null, "{stored}");
+}
+
+#[tokio::test]
+async fn action_urls_on_other_ports_or_behind_backslashes_fail_the_targets_check() {
+    let app = spawn_app().await;
+    let owner = app.sign_up().await;
+    let mut provider = Registration::create(&app, &owner, "Card").await;
+    provider
+        .provider_details(
+            &["expense@contoso.com"],
+            &["https://api.contoso.com", "https://expenses.contoso.com"],
+        )
+        .await;
+    // The approve and reject buttons of the good sample, moved to another port and behind a
+    // backslash that browsers read as "/" (host api.contoso.com) and others as user info
+    // (host evil.com).
+    let good = sample("01-good-global-dkim-adaptive.eml");
+    let tampered = good
+        .replacen(
+            "https://api.contoso.com/expense/v1/reports/ER=",
+            "https://api.contoso.com:8443/expense/v1/reports/ER=",
+            1,
+        )
+        .replacen(
+            "https://api.contoso.com/expense/v1/repo=",
+            "https://api.contoso.com\\\\@evil.com/expense/v1/repo=",
+            1,
+        );
+    assert_ne!(tampered, good, "the sample's action URLs moved");
+    let payload = provider
+        .edit(
+            "updateVerificationDetails",
+            "UpdateVerificationDetailsInput",
+            json!({ "reviewerInstructions": "steps", "sampleEmail": tampered }),
+        )
+        .await;
+    assert_eq!(payload["userErrors"], json!([]), "{payload}");
+    let check = criterion(&payload["provider"], "ACTIONS_WITHIN_TARGETS");
+    assert_eq!(check["verdict"], json!("FAIL"), "{check}");
+    let evidence = check["evidence"].to_string();
+    assert!(evidence.contains("port 8443"), "{evidence}");
+    assert!(evidence.contains("backslash"), "{evidence}");
+}
+
+#[tokio::test]
+async fn special_use_ip_and_look_alike_domains_are_refused_everywhere() {
+    let app = spawn_app().await;
+    let owner = app.sign_up().await;
+    let mut provider = Registration::create(&app, &owner, "Domains").await;
+    let senders: &[(&str, &str)] = &[
+        ("alerts@contoso.test", "EMAIL_DOMAIN_SPECIAL_USE"),
+        ("alerts@mail.local", "EMAIL_DOMAIN_SPECIAL_USE"),
+        ("alerts@svc.internal", "EMAIL_DOMAIN_SPECIAL_USE"),
+        ("alerts@nas.home.arpa", "EMAIL_DOMAIN_SPECIAL_USE"),
+        ("alerts@x.onion", "EMAIL_DOMAIN_SPECIAL_USE"),
+        ("alerts@[192.0.2.1]", "EMAIL_DOMAIN_IP_LITERAL"),
+        ("alerts@p\u{0430}ypal.com", "EMAIL_DOMAIN_MIXED_SCRIPT"),
+        ("alerts@xn--pypal-4ve.com", "EMAIL_DOMAIN_MIXED_SCRIPT"),
+    ];
+    for (sender, code) in senders {
+        let payload = provider
+            .provider_details(&[sender], &["https://api.myservice.com"])
+            .await;
+        assert_eq!(
+            codes(&payload),
+            vec![(json!(["senderEmails", "0"]), (*code).to_owned())],
+            "{sender}: {payload}"
+        );
+    }
+    let targets: &[(&str, &str)] = &[
+        ("https://api.myservice.test", "URL_HOST_SPECIAL_USE"),
+        ("https://api.example", "URL_HOST_SPECIAL_USE"),
+        ("https://x.alt/hook", "URL_HOST_SPECIAL_USE"),
+        ("https://192.0.2.1", "URL_IP_LITERAL"),
+        ("https://0xc0.0xa8.0.1", "URL_IP_LITERAL"),
+        ("https://login.micr\u{043E}soft.com", "URL_HOST_MIXED_SCRIPT"),
+    ];
+    for (target, code) in targets {
+        let payload = provider
+            .provider_details(&["alerts@contoso.com"], &[target])
+            .await;
+        assert_eq!(
+            codes(&payload),
+            vec![(json!(["targetUrls", "0"]), (*code).to_owned())],
+            "{target}: {payload}"
+        );
+    }
+    let payload = provider
+        .edit(
+            "updatePublisherInfo",
+            "UpdatePublisherInfoInput",
+            json!({ "publisherName": "Contoso", "websiteUrl": "https://www.contoso.invalid",
+                    "supportUrl": "https://supp\u{043E}rt.contoso.com", "description": "d" }),
+        )
+        .await;
+    assert_eq!(
+        codes(&payload),
+        vec![
+            (json!(["websiteUrl"]), "URL_HOST_SPECIAL_USE".to_owned()),
+            (json!(["supportUrl"]), "URL_HOST_MIXED_SCRIPT".to_owned())
+        ],
+        "{payload}"
+    );
+    let stored = provider.read("draft { providerDetails { senderEmails } } version").await;
+    assert_eq!(stored["version"], json!(1), "{stored}");
+}
