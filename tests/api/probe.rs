@@ -15,7 +15,12 @@ fn codes(payload: &Value) -> Vec<(Value, String)> {
         .as_array()
         .unwrap_or_else(|| panic!("no userErrors in {payload}"))
         .iter()
-        .map(|e| (e["field"].clone(), e["code"].as_str().unwrap_or("").to_owned()))
+        .map(|e| {
+            (
+                e["field"].clone(),
+                e["code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -50,7 +55,9 @@ async fn target_urls_with_ports_backslashes_or_ambiguous_hosts_are_refused() {
             "{target}: {payload}"
         );
     }
-    let stored = provider.read("version draft { providerDetails { targetUrls } }").await;
+    let stored = provider
+        .read("version draft { providerDetails { targetUrls } }")
+        .await;
     assert_eq!(stored["draft"]["providerDetails"], Value::Null, "{stored}");
 }
 
@@ -127,7 +134,10 @@ async fn special_use_ip_and_look_alike_domains_are_refused_everywhere() {
         ("https://x.alt/hook", "URL_HOST_SPECIAL_USE"),
         ("https://192.0.2.1", "URL_IP_LITERAL"),
         ("https://0xc0.0xa8.0.1", "URL_IP_LITERAL"),
-        ("https://login.micr\u{043E}soft.com", "URL_HOST_MIXED_SCRIPT"),
+        (
+            "https://login.micr\u{043E}soft.com",
+            "URL_HOST_MIXED_SCRIPT",
+        ),
     ];
     for (target, code) in targets {
         let payload = provider
@@ -155,6 +165,50 @@ async fn special_use_ip_and_look_alike_domains_are_refused_everywhere() {
         ],
         "{payload}"
     );
-    let stored = provider.read("draft { providerDetails { senderEmails } } version").await;
+    let stored = provider
+        .read("draft { providerDetails { senderEmails } } version")
+        .await;
     assert_eq!(stored["version"], json!(1), "{stored}");
+}
+
+#[tokio::test]
+async fn a_sample_whose_from_is_a_group_fails_the_sender_check() {
+    let app = spawn_app().await;
+    let owner = app.sign_up().await;
+    let mut provider = Registration::create(&app, &owner, "Group").await;
+    provider
+        .provider_details(
+            &["expense@contoso.com"],
+            &["https://api.contoso.com", "https://expenses.contoso.com"],
+        )
+        .await;
+    let good = sample("01-good-global-dkim-adaptive.eml");
+    for (from, why) in [
+        (
+            "From: Contoso Expenses: expense@contoso.com;",
+            "group syntax",
+        ),
+        ("From: undisclosed:;", "group syntax"),
+        (
+            "From: expense@contoso.com\r\nFrom: expense@contoso.com",
+            "2 From: fields",
+        ),
+    ] {
+        let tampered = good.replacen("From: Contoso Expenses <expense@contoso.com>", from, 1);
+        assert_ne!(tampered, good);
+        let payload = provider
+            .edit(
+                "updateVerificationDetails",
+                "UpdateVerificationDetailsInput",
+                json!({ "reviewerInstructions": "steps", "sampleEmail": tampered }),
+            )
+            .await;
+        assert_eq!(payload["userErrors"], json!([]), "{from}: {payload}");
+        let check = criterion(&payload["provider"], "SENDER_REGISTERED");
+        assert_eq!(check["verdict"], json!("FAIL"), "{from}: {check}");
+        assert!(
+            check["evidence"].to_string().contains(why),
+            "{from}: {check}"
+        );
+    }
 }

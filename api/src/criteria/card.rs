@@ -197,10 +197,7 @@ pub fn check_url_within_targets(raw: &str, targets: &[Url]) -> Result<String, St
     if url.scheme() != "https" {
         return Err(format!("uses {}://, not https://", url.scheme()));
     }
-    if !url.username().is_empty()
-        || url.password().is_some()
-        || naive_authority_has_userinfo(raw)
-    {
+    if !url.username().is_empty() || url.password().is_some() || naive_authority_has_userinfo(raw) {
         return Err(
             "carries a user name or password (\"…@\") before the host; remove it".to_owned(),
         );

@@ -64,8 +64,18 @@ pub(crate) enum DomainProblem {
 /// 2018.02.04.12). An e-mail or URL there cannot belong to a public service, and letting one
 /// through would let a registration point at a reviewer's or mail client's own network.
 pub const SPECIAL_USE_TLDS: &[&str] = &[
-    "alt", "arpa", "corp", "example", "home", "internal", "invalid", "local", "localhost",
-    "mail", "onion", "test",
+    "alt",
+    "arpa",
+    "corp",
+    "example",
+    "home",
+    "internal",
+    "invalid",
+    "local",
+    "localhost",
+    "mail",
+    "onion",
+    "test",
 ];
 
 /// The special-use top-level domain `name` (lower-case A-labels, one trailing dot allowed) ends
@@ -453,10 +463,7 @@ mod tests {
     #[test]
     fn unicode_and_punycode_spellings_are_equal() {
         assert_eq!(domain("bücher.de"), domain("xn--bcher-kva.de"));
-        assert_eq!(
-            domain("xn--bcher-kva.de").to_unicode(),
-            "bücher.de"
-        );
+        assert_eq!(domain("xn--bcher-kva.de").to_unicode(), "bücher.de");
     }
 
     #[test]
@@ -692,7 +699,10 @@ mod tests {
                 ),
                 "input {input:?}: {error:?}"
             );
-            assert!(looks_like_ip_address(input) || input.contains('%'), "{input}");
+            assert!(
+                looks_like_ip_address(input) || input.contains('%'),
+                "{input}"
+            );
         }
         assert!(!looks_like_ip_address("contoso.com"));
         assert!(!looks_like_ip_address("1.contoso.com"));

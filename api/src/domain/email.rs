@@ -312,10 +312,7 @@ mod tests {
         let pairs = [
             ("A@Contoso.COM", "a@contoso.com"),
             ("x@bücher.de", "x@xn--bcher-kva.de"),
-            (
-                "Bestellung@BÜCHER.de",
-                "bestellung@xn--bcher-kva.de",
-            ),
+            ("Bestellung@BÜCHER.de", "bestellung@xn--bcher-kva.de"),
         ];
         for (a, b) in pairs {
             assert_eq!(
@@ -398,8 +395,14 @@ mod tests {
             ("a@x.onion", ValidationCode::EmailDomainSpecialUse),
             ("a@x.alt", ValidationCode::EmailDomainSpecialUse),
             ("a@nas.home.arpa", ValidationCode::EmailDomainSpecialUse),
-            ("a@p\u{0430}ypal.com", ValidationCode::EmailDomainMixedScript),
-            ("a@xn--pypal-4ve.com", ValidationCode::EmailDomainMixedScript),
+            (
+                "a@p\u{0430}ypal.com",
+                ValidationCode::EmailDomainMixedScript,
+            ),
+            (
+                "a@xn--pypal-4ve.com",
+                ValidationCode::EmailDomainMixedScript,
+            ),
             ("a@[192.0.2.1]", ValidationCode::EmailDomainIpLiteral),
             ("a@[IPv6:2001:db8::1]", ValidationCode::EmailDomainIpLiteral),
             ("a@192.0.2.1", ValidationCode::EmailDomainIpLiteral),

@@ -199,7 +199,9 @@ pub(crate) fn naive_host(input: &str) -> Option<&str> {
         return None;
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_and_port = authority.rsplit_once('@').map_or(authority, |(_, after)| after);
+    let host_and_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, after)| after);
     if host_and_port.starts_with('[') {
         return Some(match host_and_port.find(']') {
             Some(end) => &host_and_port[..=end],
@@ -443,12 +445,18 @@ mod tests {
             ("https://contoso.com\\@evil.com", ValidationCode::UrlInvalid),
             ("https://contoso.com\\support", ValidationCode::UrlInvalid),
             ("https://contoso.com/a\\b", ValidationCode::UrlInvalid),
-            ("https://c%6fntoso.com/help", ValidationCode::UrlHostAmbiguous),
+            (
+                "https://c%6fntoso.com/help",
+                ValidationCode::UrlHostAmbiguous,
+            ),
             (
                 "https://contoso.com%2eevil.com/help",
                 ValidationCode::UrlHostAmbiguous,
             ),
-            ("https://contoso.com@evil.com", ValidationCode::UrlHasUserinfo),
+            (
+                "https://contoso.com@evil.com",
+                ValidationCode::UrlHasUserinfo,
+            ),
         ];
         for (input, code) in cases {
             let error = HttpsUrl::parse(input).expect_err(input);

@@ -156,10 +156,7 @@ mod tests {
                 "https://BÜCHER.de/Bestellung",
                 "https://xn--bcher-kva.de/Bestellung",
             ),
-            (
-                "https://xn--bcher-kva.de/",
-                "https://xn--bcher-kva.de",
-            ),
+            ("https://xn--bcher-kva.de/", "https://xn--bcher-kva.de"),
             ("https://example.co.uk", "https://example.co.uk"),
             ("https://alice.github.io/app", "https://alice.github.io/app"),
         ];
@@ -275,18 +272,36 @@ mod tests {
             ("https://xn--zz.com", ValidationCode::UrlHostInvalid),
             (long_label.as_str(), ValidationCode::UrlHostInvalid),
             (long.as_str(), ValidationCode::UrlTooLong),
-            ("https://api.contoso.test", ValidationCode::UrlHostSpecialUse),
-            ("https://api.contoso.test.", ValidationCode::UrlHostSpecialUse),
+            (
+                "https://api.contoso.test",
+                ValidationCode::UrlHostSpecialUse,
+            ),
+            (
+                "https://api.contoso.test.",
+                ValidationCode::UrlHostSpecialUse,
+            ),
             ("https://printer.local/", ValidationCode::UrlHostSpecialUse),
-            ("https://svc.internal/hook", ValidationCode::UrlHostSpecialUse),
+            (
+                "https://svc.internal/hook",
+                ValidationCode::UrlHostSpecialUse,
+            ),
             ("https://www.example", ValidationCode::UrlHostSpecialUse),
             ("https://x.invalid", ValidationCode::UrlHostSpecialUse),
             ("https://abc.onion", ValidationCode::UrlHostSpecialUse),
             ("https://x.alt", ValidationCode::UrlHostSpecialUse),
-            ("https://router.home.arpa", ValidationCode::UrlHostSpecialUse),
+            (
+                "https://router.home.arpa",
+                ValidationCode::UrlHostSpecialUse,
+            ),
             ("https://api.localhost", ValidationCode::UrlLocalhost),
-            ("https://p\u{0430}ypal.com", ValidationCode::UrlHostMixedScript),
-            ("https://xn--pypal-4ve.com", ValidationCode::UrlHostMixedScript),
+            (
+                "https://p\u{0430}ypal.com",
+                ValidationCode::UrlHostMixedScript,
+            ),
+            (
+                "https://xn--pypal-4ve.com",
+                ValidationCode::UrlHostMixedScript,
+            ),
             (
                 "https://login.micr\u{043E}soft.com/x",
                 ValidationCode::UrlHostMixedScript,
@@ -307,8 +322,14 @@ mod tests {
                 "https://api.contoso.com%2eevil.com",
                 ValidationCode::UrlHostAmbiguous,
             ),
-            ("https://api%2Econtoso.com", ValidationCode::UrlHostAmbiguous),
-            ("https://%61pi.contoso.com", ValidationCode::UrlHostAmbiguous),
+            (
+                "https://api%2Econtoso.com",
+                ValidationCode::UrlHostAmbiguous,
+            ),
+            (
+                "https://%61pi.contoso.com",
+                ValidationCode::UrlHostAmbiguous,
+            ),
             (
                 "https://api.contoso.com:443@evil.com",
                 ValidationCode::UrlHasUserinfo,
@@ -317,8 +338,14 @@ mod tests {
                 "https://api.contoso.com%40evil.com",
                 ValidationCode::UrlHostInvalid,
             ),
-            ("https://api.contoso.com:1", ValidationCode::UrlPortNotAllowed),
-            ("https://api.contoso.com:0", ValidationCode::UrlPortNotAllowed),
+            (
+                "https://api.contoso.com:1",
+                ValidationCode::UrlPortNotAllowed,
+            ),
+            (
+                "https://api.contoso.com:0",
+                ValidationCode::UrlPortNotAllowed,
+            ),
             (
                 "https://api.contoso.com:65535/",
                 ValidationCode::UrlPortNotAllowed,
