@@ -2,6 +2,7 @@
 //! special-use and look-alike domains, group syntax in a sample's From, arbitrary field paths
 //! in change requests, API tokens minting tokens, revived credentials, and error floods.
 
+use dashboard::auth::Role;
 use serde_json::{Value, json};
 
 use crate::{
@@ -211,4 +212,87 @@ async fn a_sample_whose_from_is_a_group_fails_the_sender_check() {
             "{from}: {check}"
         );
     }
+}
+
+#[tokio::test]
+async fn change_requests_name_only_fields_of_the_registration_form() {
+    let app = spawn_app().await;
+    let owner = app.sign_up().await;
+    let reviewer = app.user_with_role(Role::Reviewer).await;
+    let mut provider = Registration::create(&app, &owner, "Fields").await;
+    provider
+        .provider_details(&["myservice@contoso.com"], &["https://api.myservice.com"])
+        .await;
+    provider.scope("ORGANIZATION").await;
+    provider.contact().await;
+    let submitted = provider.submit().await;
+    let id = submitted["submission"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("submitted: {submitted}"))
+        .to_owned();
+    let claim = app
+        .graphql(
+            Some(&reviewer.access_token),
+            "mutation($id: ID!) { claimSubmission(input: {submissionId: $id}) { submission { status } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        claim["data"]["claimSubmission"]["submission"]["status"],
+        json!("IN_REVIEW"),
+        "{claim}"
+    );
+    let ask = "mutation($id: ID!, $fields: [String!]!) { requestChanges(input: {submissionId: $id, reason: \"Fix these.\", fields: $fields}) { submission { status requestedFields } userErrors { field code } } }";
+    let body = app
+        .graphql(
+            Some(&reviewer.access_token),
+            ask,
+            json!({ "id": id, "fields": ["contactInfo.email", "contact.email", "targets[0]", "<img src=x onerror=alert(1)>", "contactInfo.email"] }),
+        )
+        .await;
+    let payload = &body["data"]["requestChanges"];
+    assert_eq!(payload["submission"], Value::Null, "{body}");
+    assert_eq!(
+        codes(payload),
+        vec![
+            (json!(["fields", "1"]), "UNKNOWN_FIELD".to_owned()),
+            (json!(["fields", "2"]), "UNKNOWN_FIELD".to_owned()),
+            (json!(["fields", "3"]), "UNKNOWN_FIELD".to_owned()),
+            (json!(["fields", "4"]), "DUPLICATE".to_owned()),
+        ]
+    );
+    // Nothing changed: still in review, no requested fields.
+    let seen = provider
+        .read(
+            "activeSubmission { status requestedFields } openSubmission { status requestedFields }",
+        )
+        .await;
+    assert_eq!(
+        seen["openSubmission"]["status"],
+        json!("IN_REVIEW"),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["openSubmission"]["requestedFields"],
+        json!([]),
+        "{seen}"
+    );
+
+    let body = app
+        .graphql(
+            Some(&reviewer.access_token),
+            ask,
+            json!({ "id": id, "fields": ["contactInfo.email", "providerDetails.targetUrls[0]", "publisherInfo"] }),
+        )
+        .await;
+    let payload = &body["data"]["requestChanges"];
+    assert_eq!(payload["userErrors"], json!([]), "{body}");
+    assert_eq!(
+        payload["submission"]["requestedFields"],
+        json!([
+            "contactInfo.email",
+            "providerDetails.targetUrls[0]",
+            "publisherInfo"
+        ])
+    );
 }

@@ -72,7 +72,10 @@ pub struct RequestChangesInput {
     pub submission_id: ID,
     /// What to change and why; shown to the submitter.
     pub reason: String,
-    /// Field paths concerned, e.g. `providerDetails.targetUrls`.
+    /// 1 to 50 paths of registration form fields to change, each once: a section
+    /// (`publisherInfo`), a field of it (`contactInfo.email`, `providerDetails.targetUrls`) or one
+    /// entry of a list (`providerDetails.targetUrls[0]`). Any other path is a user error
+    /// `UNKNOWN_FIELD` (a repeated one `DUPLICATE`) and nothing changes.
     pub fields: Vec<String>,
 }
 
