@@ -296,3 +296,136 @@ async fn change_requests_name_only_fields_of_the_registration_form() {
         ])
     );
 }
+
+const CREATE_TOKEN: &str = "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input) { token apiToken { id expiresAt } userErrors { field code message } } }";
+const VIEWER: &str = "{ viewer { id } }";
+const SET_DISABLED: &str = "mutation($id: ID!, $d: Boolean!) { setUserDisabled(input: {userId: $id, disabled: $d}) { user { disabled } userErrors { code } } }";
+
+/// The HTTP status of `{ viewer { id } }` with `token`.
+async fn viewer_status(app: &crate::helpers::TestApp, token: &str) -> u16 {
+    app.client
+        .post(app.graphql_url())
+        .bearer_auth(token)
+        .json(&json!({ "query": VIEWER }))
+        .send()
+        .await
+        .expect("send")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn an_api_token_cannot_create_api_tokens() {
+    let app = spawn_app().await;
+    let user = app.sign_up().await;
+    let body = app
+        .graphql(
+            Some(&user.access_token),
+            CREATE_TOKEN,
+            json!({ "input": { "name": "ci", "expiresAt": "2999-01-01T00:00:00Z" } }),
+        )
+        .await;
+    let parent = body["data"]["createApiToken"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a session creates a token: {body}"))
+        .to_owned();
+
+    for input in [
+        json!({ "name": "forever" }),
+        json!({ "name": "shorter", "expiresAt": "2998-01-01T00:00:00Z" }),
+        json!({ "name": "longer", "expiresAt": "3999-01-01T00:00:00Z" }),
+    ] {
+        let body = app
+            .graphql(Some(&parent), CREATE_TOKEN, json!({ "input": input }))
+            .await;
+        let payload = &body["data"]["createApiToken"];
+        assert_eq!(payload["token"], Value::Null, "{body}");
+        assert_eq!(
+            payload["userErrors"][0]["code"],
+            json!("SESSION_REQUIRED"),
+            "{body}"
+        );
+    }
+    let listed = app
+        .graphql(
+            Some(&user.access_token),
+            "{ myApiTokens { name } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        listed["data"]["myApiTokens"],
+        json!([{ "name": "ci" }]),
+        "only the session's token exists: {listed}"
+    );
+    // The token still does what scripts need.
+    assert_eq!(viewer_status(&app, &parent).await, 200);
+}
+
+#[tokio::test]
+async fn re_enabling_a_user_revives_neither_tokens_nor_sessions() {
+    let app = spawn_app().await;
+    let admin = app.user_with_role(Role::Admin).await;
+    let user = app.sign_up().await;
+    let body = app
+        .graphql(
+            Some(&user.access_token),
+            CREATE_TOKEN,
+            json!({ "input": { "name": "ci" } }),
+        )
+        .await;
+    let api_token = body["data"]["createApiToken"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("token: {body}"))
+        .to_owned();
+    assert_eq!(viewer_status(&app, &api_token).await, 200);
+
+    for disabled in [true, false] {
+        let body = app
+            .graphql(
+                Some(&admin.access_token),
+                SET_DISABLED,
+                json!({ "id": user.id, "d": disabled }),
+            )
+            .await;
+        assert_eq!(
+            body["data"]["setUserDisabled"]["user"]["disabled"],
+            json!(disabled),
+            "{body}"
+        );
+    }
+
+    assert_eq!(viewer_status(&app, &api_token).await, 401, "old API token");
+    assert_eq!(
+        viewer_status(&app, &user.access_token).await,
+        401,
+        "old access token"
+    );
+    let refreshed = app
+        .graphql(
+            None,
+            "mutation($t: String!) { refreshSession(input: {refreshToken: $t}) { accessToken } }",
+            json!({ "t": user.refresh_token }),
+        )
+        .await;
+    assert_eq!(
+        crate::helpers::error_code(&refreshed),
+        Some("UNAUTHENTICATED"),
+        "old refresh token: {refreshed}"
+    );
+
+    // Signing in again works, and the revoked token is listed as revoked.
+    let again = app.log_in(&user.email).await;
+    assert_eq!(viewer_status(&app, &again.access_token).await, 200);
+    let listed = app
+        .graphql(
+            Some(&again.access_token),
+            "{ myApiTokens { name revokedAt } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        listed["data"]["myApiTokens"][0]["revokedAt"].is_string(),
+        "{listed}"
+    );
+}

@@ -277,7 +277,9 @@ impl AccountMutation {
         })
     }
 
-    /// Creates an API token for scripts; the secret is in the payload, once.
+    /// Creates an API token for scripts; the secret is in the payload, once. Needs a session
+    /// signed in with the password: from a request made with an API token it is the user error
+    /// `SESSION_REQUIRED`, so a leaked token cannot mint others that outlive its revocation.
     #[graphql(guard = "RoleGuard(Role::Submitter)")]
     async fn create_api_token(
         &self,
@@ -336,7 +338,9 @@ impl AccountMutation {
         )
     }
 
-    /// Admin only: disables or re-enables an account. A disabled account loses access at once.
+    /// Admin only: disables or re-enables an account. A disabled account loses access at once:
+    /// its sessions end and its API tokens are revoked for good, so re-enabling it revives
+    /// neither (the user signs in again and creates new tokens).
     #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn set_user_disabled(
         &self,
