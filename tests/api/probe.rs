@@ -429,3 +429,34 @@ async fn re_enabling_a_user_revives_neither_tokens_nor_sessions() {
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn short_local_parts_do_not_exempt_a_password_from_the_address_rule() {
+    let app = spawn_app().await;
+    let sign_up = "mutation($input: SignUpInput!) { signUp(input: $input) { accessToken userErrors { field code message } } }";
+    for password in ["al1234567890", "al@contoso.com!!", "AL-al-AL-al-AL-al!"] {
+        let body = app
+            .graphql(
+                None,
+                sign_up,
+                json!({ "input": { "email": "al@contoso.com", "password": password } }),
+            )
+            .await;
+        let payload = &body["data"]["signUp"];
+        assert_eq!(payload["accessToken"], Value::Null, "{password}: {body}");
+        assert_eq!(
+            codes(payload),
+            vec![(json!(["password"]), "PASSWORD_CONTAINS_EMAIL".to_owned())],
+            "{password}: {body}"
+        );
+    }
+    let body = app
+        .graphql(
+            None,
+            sign_up,
+            json!({ "input": { "email": "al@contoso.com", "password": "totally ordinary phrase" } }),
+        )
+        .await;
+    assert_eq!(body["data"]["signUp"]["userErrors"], json!([]), "{body}");
+    assert!(body["data"]["signUp"]["accessToken"].is_string(), "{body}");
+}
