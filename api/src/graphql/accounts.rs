@@ -99,7 +99,9 @@ impl From<IssuedSession> for AuthPayload {
 #[derive(InputObject)]
 pub struct SignUpInput {
     pub email: String,
-    /// At least 12 characters; any characters.
+    /// 12 to 128 characters, any characters, not a common password; 12 must remain once
+    /// every occurrence of the e-mail address and of its local part is taken out
+    /// (`PASSWORD_CONTAINS_EMAIL`).
     pub password: String,
 }
 
