@@ -460,3 +460,73 @@ async fn short_local_parts_do_not_exempt_a_password_from_the_address_rule() {
     assert_eq!(body["data"]["signUp"]["userErrors"], json!([]), "{body}");
     assert!(body["data"]["signUp"]["accessToken"].is_string(), "{body}");
 }
+
+#[tokio::test]
+async fn twenty_thousand_invalid_senders_give_a_bounded_list_of_errors() {
+    let app = spawn_app().await;
+    let owner = app.sign_up().await;
+    let mut provider = Registration::create(&app, &owner, "Flood").await;
+    let senders: Vec<String> = (0..20_000).map(|i| format!("not-an-address-{i}")).collect();
+    let senders: Vec<&str> = senders.iter().map(String::as_str).collect();
+    let payload = provider
+        .provider_details(&senders, &["https://api.myservice.com"])
+        .await;
+    let errors = codes(&payload);
+    assert_eq!(errors.len(), 21, "{payload}");
+    assert_eq!(
+        errors[0],
+        (json!(["senderEmails"]), "TOO_MANY".to_owned()),
+        "the list maximum comes first"
+    );
+    assert!(
+        payload["userErrors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("At most 20") && m.contains("20000 were given")),
+        "{}",
+        payload["userErrors"][0]
+    );
+    assert_eq!(
+        errors[1],
+        (json!(["senderEmails", "0"]), "EMAIL_INVALID".to_owned())
+    );
+    assert_eq!(errors[20], (json!([]), "TOO_MANY_ERRORS".to_owned()));
+
+    // Twenty errors exactly are all listed, without TOO_MANY_ERRORS.
+    let twenty: Vec<String> = (0..20).map(|i| format!("bad-{i}")).collect();
+    let twenty: Vec<&str> = twenty.iter().map(String::as_str).collect();
+    let payload = provider
+        .provider_details(&twenty, &["https://api.myservice.com"])
+        .await;
+    let errors = codes(&payload);
+    assert_eq!(errors.len(), 20, "{payload}");
+    assert!(errors.iter().all(|e| e.1 == "EMAIL_INVALID"), "{payload}");
+
+    // 21 errors over two lists: 20 listed, then TOO_MANY_ERRORS.
+    let targets: Vec<&str> = vec!["http://api.myservice.com"];
+    let payload = provider.provider_details(&twenty, &targets).await;
+    let errors = codes(&payload);
+    assert_eq!(errors.len(), 21, "{payload}");
+    assert_eq!(errors[20].1, "TOO_MANY_ERRORS");
+    let stored = provider.read("version").await;
+    assert_eq!(stored["version"], json!(1), "nothing was saved");
+}
+
+#[tokio::test]
+async fn queue_filters_with_huge_enum_lists_still_answer() {
+    let app = spawn_app().await;
+    let reviewer = app.user_with_role(Role::Reviewer).await;
+    let scopes: Vec<&str> = std::iter::repeat_n("GLOBAL", 70_000).collect();
+    let statuses: Vec<&str> = std::iter::repeat_n("SUBMITTED", 70_000).collect();
+    let body = app
+        .graphql(
+            Some(&reviewer.access_token),
+            "query($f: ReviewQueueFilter) { reviewQueue(filter: $f) { totalCount } }",
+            json!({ "f": { "scopes": scopes, "statuses": statuses } }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["reviewQueue"]["totalCount"],
+        json!(0),
+        "{body}"
+    );
+}

@@ -308,8 +308,15 @@ pub(crate) struct ListRules {
     pub comparison: &'static str,
 }
 
-/// Parses every entry, checks the count and reports each duplicate (by `key`) at the later
-/// index. All problems are collected; nothing stops at the first error.
+/// Most entry errors [`parse_list`] collects: one more than a payload lists
+/// (`crate::error::MAX_USER_ERRORS`), so that the payload knows to add `TOO_MANY_ERRORS`.
+pub(crate) const MAX_LIST_ERRORS: usize = crate::error::MAX_USER_ERRORS + 1;
+
+/// Parses the entries, checks the count and reports each duplicate (by `key`) at the later
+/// index. Problems are collected rather than stopping at the first, within bounds that keep the
+/// work small whatever the input's size: at most [`MAX_LIST_ERRORS`] errors are collected, and
+/// of a list longer than its maximum only the first `max + MAX_LIST_ERRORS` entries are checked
+/// (the count error says how many were given).
 pub(crate) fn parse_list<T, K>(
     inputs: &[String],
     rules: &ListRules,
@@ -349,9 +356,13 @@ where
             ),
         ));
     }
-    let mut parsed = Vec::with_capacity(inputs.len());
+    let checked = inputs.len().min(rules.max.saturating_add(MAX_LIST_ERRORS));
+    let mut parsed = Vec::with_capacity(checked);
     let mut first_seen: HashMap<K, usize> = HashMap::new();
-    for (index, input) in inputs.iter().enumerate() {
+    for (index, input) in inputs.iter().enumerate().take(checked) {
+        if errors.len() >= MAX_LIST_ERRORS {
+            break;
+        }
         let value = match parse(input) {
             Ok(value) => value,
             Err(error) => {
@@ -506,6 +517,46 @@ mod tests {
             ]
         );
         assert!(errors[2].1.message.contains("position 1"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_huge_list_stops_after_a_bounded_number_of_errors_and_entries() {
+        let rules = ListRules {
+            min: 1,
+            max: 3,
+            singular: "word",
+            plural: "words",
+            comparison: "",
+        };
+        let calls = std::cell::Cell::new(0usize);
+        let counting = |input: &str| {
+            calls.set(calls.get() + 1);
+            parse_word(input)
+        };
+        // 20,000 invalid entries: the count error and MAX_LIST_ERRORS - 1 entry errors.
+        let invalid: Vec<String> = vec![String::new(); 20_000];
+        let errors = parse_list(&invalid, &rules, counting, Clone::clone).expect_err("invalid");
+        assert_eq!(errors.len(), MAX_LIST_ERRORS);
+        assert_eq!(errors[0].0, None);
+        assert_eq!(errors[0].1.code, ValidationCode::TooMany);
+        assert!(
+            errors[0].1.message.contains("20000 were given"),
+            "{:?}",
+            errors[0]
+        );
+        assert_eq!(errors[MAX_LIST_ERRORS - 1].0, Some(MAX_LIST_ERRORS - 2));
+        assert!(calls.get() <= MAX_LIST_ERRORS);
+        // 20,000 valid entries: only the count error, after checking a bounded prefix.
+        calls.set(0);
+        let valid: Vec<String> = (0..20_000).map(|i| format!("w{i}")).collect();
+        let errors = parse_list(&valid, &rules, counting, Clone::clone).expect_err("too many");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].1.code, ValidationCode::TooMany);
+        assert_eq!(calls.get(), 3 + MAX_LIST_ERRORS);
+        // Within the maximum, every entry is still checked and every error reported.
+        let two_bad = strings(&["", "ok"]);
+        let errors = parse_list(&two_bad, &rules, parse_word, Clone::clone).expect_err("bad");
+        assert_eq!(errors.len(), 1);
     }
 
     #[test]

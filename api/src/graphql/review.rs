@@ -24,8 +24,9 @@ use crate::{
 /// Which submissions the queue shows; every field narrows it.
 #[derive(InputObject, Default)]
 pub struct ReviewQueueFilter {
-    /// Default: `SUBMITTED` and `IN_REVIEW`.
+    /// Default: `SUBMITTED` and `IN_REVIEW`. Repeated values count once.
     pub statuses: Option<Vec<SubmissionStatus>>,
+    /// Repeated values count once.
     pub scopes: Option<Vec<Scope>>,
     pub claimed_by: Option<ClaimFilter>,
     pub submitted_before: Option<DateTime<Utc>>,
@@ -53,7 +54,7 @@ pub struct AttestationInput {
 #[derive(InputObject)]
 pub struct ApproveSubmissionInput {
     pub submission_id: ID,
-    /// Required for Global: one for each criterion checked by hand.
+    /// Required for Global: one for each criterion checked by hand; at most 10 (`TOO_MANY`).
     #[graphql(default)]
     pub attestations: Vec<AttestationInput>,
 }

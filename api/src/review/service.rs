@@ -333,11 +333,26 @@ pub async fn release_expired_claims(state: &AppState) -> ApiResult<usize> {
     Ok(released)
 }
 
+/// Most attestations one approval may carry: every manual criterion once, with room for a
+/// client that repeats one; a longer list is refused before any entry is looked at.
+pub const MAX_ATTESTATIONS: usize = 10;
+
 /// Checks that a Global approval attests every manual criterion, with a note.
 fn check_attestations(
     scope: Option<Scope>,
     attestations: &[Attestation],
 ) -> Result<(), PayloadError> {
+    if attestations.len() > MAX_ATTESTATIONS {
+        return Err(PayloadError::field(
+            "attestations",
+            "TOO_MANY",
+            format!(
+                "give at most {MAX_ATTESTATIONS} attestations, one per criterion checked by hand \
+                 ({} were given)",
+                attestations.len()
+            ),
+        ));
+    }
     let mut errors = Vec::new();
     for (index, attestation) in attestations.iter().enumerate() {
         let repeated = attestations[..index]
@@ -701,6 +716,28 @@ mod tests {
                 (at(5), "UNKNOWN_FIELD".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn attestations_are_bounded_before_they_are_compared() {
+        let many: Vec<Attestation> = (0..100_000)
+            .map(|_| Attestation {
+                criterion: Criterion::Authenticated,
+                note: "x".to_owned(),
+            })
+            .collect();
+        let Err(PayloadError::User(errors)) = check_attestations(Some(Scope::Global), &many) else {
+            panic!("a flood of attestations must be refused");
+        };
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, vec!["attestations".to_owned()]);
+        assert_eq!(errors[0].code, "TOO_MANY");
+        let Err(PayloadError::User(errors)) =
+            check_attestations(Some(Scope::Global), &many[..MAX_ATTESTATIONS])
+        else {
+            panic!("not manual criteria");
+        };
+        assert!(errors.iter().any(|e| e.code == "NOT_A_MANUAL_CRITERION"));
     }
 
     #[test]
