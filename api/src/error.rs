@@ -181,7 +181,31 @@ impl From<usize> for PathSegment {
     }
 }
 
-/// An expected failure of a mutation, tied to the input field that caused it.
+/// Most user errors a payload lists. An input with more problems (a list of 20,000 invalid
+/// addresses) gets the first ones and one final `TOO_MANY_ERRORS` with an empty field path,
+/// so that an answer stays small and a client can still show every error it gets.
+pub const MAX_USER_ERRORS: usize = 20;
+
+/// Caps `errors` at [`MAX_USER_ERRORS`], adding one `TOO_MANY_ERRORS` when any were dropped.
+pub fn cap_user_errors(mut errors: Vec<UserError>) -> Vec<UserError> {
+    if errors.len() <= MAX_USER_ERRORS {
+        return errors;
+    }
+    errors.truncate(MAX_USER_ERRORS);
+    errors.push(UserError::new(
+        [],
+        "TOO_MANY_ERRORS",
+        format!(
+            "the input has more problems than the {MAX_USER_ERRORS} listed; fix these and send \
+             it again to see the rest"
+        ),
+    ));
+    errors
+}
+
+/// An expected failure of a mutation, tied to the input field that caused it. A payload lists
+/// at most 20; when an input has more problems, a final `TOO_MANY_ERRORS` (empty `field`) says
+/// so.
 #[derive(Clone, Debug, PartialEq, Eq, SimpleObject)]
 pub struct UserError {
     /// Path to the offending input field, e.g. `["senderEmails", "2"]`; empty when the error
@@ -247,6 +271,32 @@ mod tests {
             let extensions = format!("{:?}", graphql.extensions);
             assert!(extensions.contains(code), "{extensions}");
         }
+    }
+
+    #[test]
+    fn user_errors_are_capped_with_one_final_too_many_errors() {
+        let errors = |n: usize| -> Vec<UserError> {
+            (0..n)
+                .map(|i| {
+                    UserError::new([PathSegment::from("x"), PathSegment::from(i)], "BAD", "bad")
+                })
+                .collect()
+        };
+        assert_eq!(cap_user_errors(errors(0)), Vec::new());
+        assert_eq!(
+            cap_user_errors(errors(MAX_USER_ERRORS)),
+            errors(MAX_USER_ERRORS)
+        );
+        let capped = cap_user_errors(errors(20_000));
+        assert_eq!(capped.len(), MAX_USER_ERRORS + 1);
+        assert_eq!(capped[..MAX_USER_ERRORS], errors(MAX_USER_ERRORS)[..]);
+        let last = capped.last().expect("last");
+        assert_eq!(last.code, "TOO_MANY_ERRORS");
+        assert!(last.field.is_empty());
+        assert_eq!(
+            cap_user_errors(errors(MAX_USER_ERRORS + 1)).len(),
+            MAX_USER_ERRORS + 1
+        );
     }
 
     #[test]

@@ -592,15 +592,22 @@ async fn disabled_users_lose_access_at_once_by_every_credential() {
         json!("INVALID_CREDENTIALS")
     );
 
-    // Re-enabled: the API token works again; sessions ended by disabling stay ended.
+    // Re-enabled: nothing revoked by disabling comes back, neither the API token nor the
+    // session; the user signs in again.
     app.graphql(
         Some(&admin.access_token),
         disable,
         json!({ "id": user.id, "d": false }),
     )
     .await;
-    assert_eq!(viewer_with(&app, &api_token).await.0, 200);
+    assert_rejected(&app, &api_token, "API token revoked by disabling").await;
     assert_rejected(&app, &user.access_token, "session ended while disabled").await;
+    let body = app
+        .graphql(None, refresh, json!({ "t": user.refresh_token }))
+        .await;
+    assert_eq!(error_code(&body), Some("UNAUTHENTICATED"), "{body}");
+    let again = app.log_in(&user.email).await;
+    assert_eq!(viewer_with(&app, &again.access_token).await.0, 200);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod authorization;
 mod hardening;
 mod helpers;
 mod notifications;
+mod probe;
 mod rate_limits;
 mod realtime;
 mod registration;

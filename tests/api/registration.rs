@@ -371,8 +371,8 @@ async fn provider_detail_validators_give_field_specific_codes() {
             &[
                 "A@Contoso.COM",
                 "a@contoso.com",
-                "x@bücher.example",
-                "x@xn--bcher-kva.example",
+                "x@bücher.de",
+                "x@xn--bcher-kva.de",
             ],
             &[good_target],
         )
@@ -390,8 +390,8 @@ async fn provider_detail_validators_give_field_specific_codes() {
         .provider_details(
             &[good_sender],
             &[
-                "https://bücher.example",
-                "https://xn--bcher-kva.example.",
+                "https://bücher.de",
+                "https://xn--bcher-kva.de.",
                 "https://API.myservice.com:443",
                 good_target,
             ],
@@ -427,19 +427,19 @@ async fn provider_detail_validators_give_field_specific_codes() {
     // The accepted spellings are stored normalised.
     let payload = provider
         .provider_details(
-            &["Bestellung@BÜCHER.example"],
-            &["https://Shop.Bücher.example.:443/orders"],
+            &["Bestellung@BÜCHER.de"],
+            &["https://Shop.Bücher.de.:443/orders"],
         )
         .await;
     assert_eq!(payload["userErrors"], json!([]), "{payload}");
     let details = &payload["provider"]["draft"]["providerDetails"];
     assert_eq!(
         details["senderEmails"],
-        json!(["Bestellung@xn--bcher-kva.example"])
+        json!(["Bestellung@xn--bcher-kva.de"])
     );
     assert_eq!(
         details["targetUrls"],
-        json!(["https://shop.xn--bcher-kva.example/orders"])
+        json!(["https://shop.xn--bcher-kva.de/orders"])
     );
 }
 
@@ -644,7 +644,7 @@ async fn a_submitter_cannot_reach_another_submitters_provider_by_any_path() {
             missing_provider,
         ),
         (
-            "mutation($id: ID!) { updateProviderDetails(input: {providerId: $id, expectedVersion: 1, senderEmails: [\"x@evil.example\"], targetUrls: [\"https://evil.example\"]}) { provider { id } } }",
+            "mutation($id: ID!) { updateProviderDetails(input: {providerId: $id, expectedVersion: 1, senderEmails: [\"x@evil.com\"], targetUrls: [\"https://evil.com\"]}) { provider { id } } }",
             &provider.id,
             missing_provider,
         ),

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     domain::EmailAddress,
-    error::{ApiError, ApiResult, PayloadError},
+    error::{ApiError, ApiResult, PayloadError, UserError},
     state::AppState,
 };
 
@@ -284,7 +284,16 @@ pub async fn log_out(
 /// Longest accepted API token name.
 const MAX_TOKEN_NAME_CHARS: usize = 100;
 
-/// Issues an API token for the viewer.
+/// Issues an API token for the viewer, who must be signed in with a password session: a
+/// request authenticated by an API token gets the user error `SESSION_REQUIRED`.
+///
+/// Why API tokens may not create API tokens at all, rather than only tokens that expire no
+/// later than themselves: the answer to a leaked token is to revoke it, and that must be the
+/// end of it. A token that can mint a sibling lets whoever holds it keep access after the
+/// revocation (the sibling is a separate row with its own hash), and with non-expiring tokens,
+/// the common case for scripts, an expiry cap bounds nothing. Scripts read the queue and decide
+/// submissions; making credentials is account management, and it takes the password (or a
+/// session that started with it), like changing the account itself.
 #[instrument(skip_all, fields(user.id = %owner.user_id))]
 pub async fn create_api_token(
     state: &AppState,
@@ -292,6 +301,15 @@ pub async fn create_api_token(
     name: &str,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<IssuedApiToken, AccountError> {
+    if let Credential::ApiToken { .. } = owner.credential {
+        tracing::warn!("API token creation refused: the request used an API token");
+        return Err(PayloadError::User(vec![UserError::new(
+            [],
+            "SESSION_REQUIRED",
+            "an API token cannot create API tokens; sign in with your password and create the \
+             token from that session",
+        )]));
+    }
     let name = name.trim();
     if name.is_empty()
         || name.chars().count() > MAX_TOKEN_NAME_CHARS
@@ -350,8 +368,10 @@ pub async fn revoke_api_token(
     Ok(active.update(state.db.conn()).await?)
 }
 
-/// An admin disables or re-enables an account. Disabling ends its sessions at once; its API
-/// tokens stop working while it stays disabled.
+/// An admin disables or re-enables an account. Disabling revokes, for good, every login
+/// session and every API token of the account in the same transaction, so re-enabling it later
+/// revives none of them: the user signs in again and creates new tokens. (A disabled account is
+/// also refused on every request while it stays disabled.) Re-enabling changes only the flag.
 #[instrument(skip_all, fields(user.id = %user_id, disabled))]
 pub async fn set_user_disabled(
     state: &AppState,
@@ -376,10 +396,17 @@ pub async fn set_user_disabled(
     active.updated_at = Set(Utc::now());
     let account = active.update(&txn).await?;
     if disabled {
+        let now = Utc::now();
         session::Entity::update_many()
-            .col_expr(session::Column::RevokedAt, Expr::value(Utc::now()))
+            .col_expr(session::Column::RevokedAt, Expr::value(now))
             .filter(session::Column::UserId.eq(user_id))
             .filter(session::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        api_token::Entity::update_many()
+            .col_expr(api_token::Column::RevokedAt, Expr::value(now))
+            .filter(api_token::Column::UserId.eq(user_id))
+            .filter(api_token::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
     }

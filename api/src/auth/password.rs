@@ -152,12 +152,27 @@ impl PasswordPolicyError {
             Self::TooShort => format!("use at least {MIN_PASSWORD_CHARS} characters"),
             Self::TooLong => format!("use at most {MAX_PASSWORD_CHARS} characters"),
             Self::Common => "this password is too common; choose another".into(),
-            Self::ContainsEmail => "the password must not contain your e-mail address".into(),
+            Self::ContainsEmail => format!(
+                "the password must not be built on your e-mail address: without the address \
+                 and its local part, at least {MIN_PASSWORD_CHARS} characters must remain"
+            ),
         }
     }
 }
 
-/// Checks a new password: length bounds, a blocklist, and not the account's own address.
+/// Checks a new password: length bounds, a blocklist, and not built on the account's own
+/// address.
+///
+/// The address rule: the address is the first thing anyone guessing a password for the
+/// account knows (NIST SP 800-63B lists the user name among the context-specific words to
+/// refuse), so it must not supply the password's length. Every occurrence of the whole address
+/// and then of its local part is removed, case-insensitively, and at least
+/// [`MIN_PASSWORD_CHARS`] characters must remain: `al@contoso.com` may not use
+/// `al@contoso.com!!` or `al1234567890`, nor `developer@contoso.com` use
+/// `my-name-is-developer`, while any password with twelve characters of its own passes,
+/// whatever it also contains. The rule holds for local parts of every length; a plain "does not
+/// contain" test would have to exempt short local parts (a one-letter local part would forbid
+/// that letter everywhere), and exempting them let `al1234567890` through.
 pub fn check_password_policy(password: &str, email: &str) -> Result<(), PasswordPolicyError> {
     let length = password.chars().count();
     if length < MIN_PASSWORD_CHARS {
@@ -173,8 +188,17 @@ pub fn check_password_policy(password: &str, email: &str) -> Result<(), Password
     if BLOCKLIST.contains(&lowered.as_str()) || distinct.len() < 3 {
         return Err(PasswordPolicyError::Common);
     }
-    let local_part = email.split('@').next().unwrap_or_default().to_lowercase();
-    if local_part.chars().count() >= 4 && lowered.contains(&local_part) {
+    let email = email.trim().to_lowercase();
+    let local_part = email
+        .rsplit_once('@')
+        .map_or(email.as_str(), |(local, _)| local);
+    let mut rest = lowered;
+    for word in [email.as_str(), local_part] {
+        if !word.is_empty() {
+            rest = rest.replace(word, "");
+        }
+    }
+    if rest.chars().count() < MIN_PASSWORD_CHARS {
         return Err(PasswordPolicyError::ContainsEmail);
     }
     Ok(())
@@ -213,6 +237,55 @@ mod tests {
         );
         // Twelve characters counted as characters, not bytes.
         assert_eq!(check_password_policy("ünïcödé-pässwörd", email), Ok(()));
+    }
+
+    #[test]
+    fn the_address_never_supplies_the_length_whatever_the_local_part() {
+        let refused: &[(&str, &str)] = &[
+            // Short local parts are not exempt.
+            ("al1234567890", "al@contoso.com"),
+            ("al@contoso.com!!", "al@contoso.com"),
+            ("AL@CONTOSO.COM-2024", "al@contoso.com"),
+            ("dev@contoso.com1", "dev@contoso.com"),
+            ("dev-dev-dev-dev!", "dev@contoso.com"),
+            ("x12345678901", "x@contoso.com"),
+            ("Bob.Smith2024!", "bob.smith@contoso.com"),
+            ("developer1234", "developer@contoso.com"),
+            ("my-name-is-developer", "developer@contoso.com"),
+            ("first.last+tag@contoso.com", "first.last+tag@contoso.com"),
+            // Unicode local parts are compared case-insensitively too.
+            ("JÖRG-jörg-jörg!", "jörg@contoso.com"),
+        ];
+        for (password, email) in refused {
+            assert_eq!(
+                check_password_policy(password, email),
+                Err(PasswordPolicyError::ContainsEmail),
+                "{password:?} for {email}"
+            );
+        }
+        let accepted: &[(&str, &str)] = &[
+            ("totally ordinary phrase", "al@contoso.com"),
+            ("a long passphrase here", "a@contoso.com"),
+            ("developer relations at contoso", "developer@contoso.com"),
+            ("dev@contoso.com plus twelve!", "dev@contoso.com"),
+            ("correct horse battery", "x@contoso.com"),
+        ];
+        for (password, email) in accepted {
+            assert_eq!(
+                check_password_policy(password, email),
+                Ok(()),
+                "{password:?} for {email}"
+            );
+        }
+        // Length and the blocklist are still checked first.
+        assert_eq!(
+            check_password_policy("al", "al@contoso.com"),
+            Err(PasswordPolicyError::TooShort)
+        );
+        assert_eq!(
+            check_password_policy("password1234", "al@contoso.com"),
+            Err(PasswordPolicyError::Common)
+        );
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use url::{Host, Url};
 
 use super::domains::is_same_or_subdomain;
+use crate::domain::{host_reads_the_same, naive_host};
 
 /// Deepest container nesting the walker follows. serde_json already refuses input nested more
 /// than 128 levels, so this only bounds work on cards between the two; a card deeper than this
@@ -163,36 +164,67 @@ fn inspect_object(map: &Map<String, Value>, path: &str, key: Option<&str>, scan:
     }
 }
 
-/// Host of a URL as compared with registered targets: lower-case A-label (the url crate applies
-/// IDNA to http(s) hosts), userinfo and port ignored, one trailing dot dropped; and whether it
-/// is a domain (only domains get subdomain matching, never IP addresses).
-fn comparable_host(url: &Url) -> Option<(String, bool)> {
+/// Host of a registered target as compared with action URLs: lower-case A-label (the url crate
+/// applies IDNA to http(s) hosts), one trailing dot dropped. `None` for an IP address or no
+/// host: registered targets are domain names, and an action must name one.
+fn comparable_host(url: &Url) -> Option<String> {
     match url.host()? {
-        Host::Domain(domain) => Some((domain.trim_end_matches('.').to_ascii_lowercase(), true)),
-        Host::Ipv4(ip) => Some((ip.to_string(), false)),
-        Host::Ipv6(ip) => Some((format!("[{ip}]"), false)),
+        Host::Domain(domain) => Some(domain.trim_end_matches('.').to_ascii_lowercase()),
+        Host::Ipv4(_) | Host::Ipv6(_) => None,
     }
 }
 
-/// Checks one action URL: absolute, `https`, and with a host equal to a registered target's
-/// host or a subdomain of it at a label boundary. `Ok` names the target that covers it; `Err`
-/// says what is wrong, for the evidence.
+/// Checks one action URL: absolute `https`, written so that every client reads the same host,
+/// on the default port, and with a host equal to a registered target's host or a subdomain of
+/// it at a label boundary. `Ok` names the target that covers it; `Err` says what is wrong, for
+/// the evidence.
+///
+/// The host must be unambiguous because the mail client that renders the card, the service
+/// behind it and a reviewer reading the URL must all mean the same server: a backslash
+/// (`https://fabrikam.com\@evil.com`, which browsers read as host `fabrikam.com` and RFC 3986
+/// readers as `evil.com`), user info (`https://fabrikam.com@evil.com`), a percent-encoded host
+/// or any URL whose naive reading names another host than its WHATWG parse is refused, as is
+/// an explicit port other than 443 (a registered target is an https origin on its default
+/// port; another port is another service) and an IP address.
 pub fn check_url_within_targets(raw: &str, targets: &[Url]) -> Result<String, String> {
+    if raw.contains('\\') {
+        return Err(
+            "contains a backslash, which browsers read as \"/\" and other clients do not, so they could call different hosts"
+                .to_owned(),
+        );
+    }
     let url = Url::parse(raw).map_err(|err| format!("not an absolute URL ({err})"))?;
     if url.scheme() != "https" {
         return Err(format!("uses {}://, not https://", url.scheme()));
     }
-    let (host, is_domain) = comparable_host(&url).ok_or_else(|| "has no host".to_owned())?;
+    if !url.username().is_empty() || url.password().is_some() || naive_authority_has_userinfo(raw) {
+        return Err(
+            "carries a user name or password (\"…@\") before the host; remove it".to_owned(),
+        );
+    }
+    if let Some(port) = url.port() {
+        return Err(format!(
+            "names port {port}; actions must use the default https port 443"
+        ));
+    }
+    let host = match url.host() {
+        None => return Err("has no host".to_owned()),
+        Some(Host::Ipv4(_) | Host::Ipv6(_)) => {
+            return Err("points at an IP address; use a registered domain name".to_owned());
+        }
+        Some(Host::Domain(domain)) => domain.trim_end_matches('.').to_ascii_lowercase(),
+    };
+    if !host_reads_the_same(raw, &url) {
+        return Err(format!(
+            "names host {host} for browsers but {} for other clients; write the host plainly",
+            naive_host(raw).unwrap_or_default()
+        ));
+    }
     for target in targets {
-        let Some((target_host, target_is_domain)) = comparable_host(target) else {
+        let Some(target_host) = comparable_host(target) else {
             continue;
         };
-        let covered = if is_domain && target_is_domain {
-            is_same_or_subdomain(&host, &target_host)
-        } else {
-            host == target_host
-        };
-        if covered {
+        if is_same_or_subdomain(&host, &target_host) {
             return Ok(format!(
                 "host {host} is covered by registered target {target}"
             ));
@@ -201,6 +233,16 @@ pub fn check_url_within_targets(raw: &str, targets: &[Url]) -> Result<String, St
     Err(format!(
         "host {host} is neither a registered target host nor a subdomain of one"
     ))
+}
+
+/// True when the authority (between `//` and the first `/`, `?`, `#` or `\`) holds an `@`,
+/// even an empty user name that the url crate drops (`https://@fabrikam.com`).
+fn naive_authority_has_userinfo(raw: &str) -> bool {
+    raw.split_once("://").is_some_and(|(_, rest)| {
+        rest.split(['/', '?', '#', '\\'])
+            .next()
+            .is_some_and(|authority| authority.contains('@'))
+    })
 }
 
 /// The deep-link rule: a URL that opens a page must not be a bare site root. Deep when the path
@@ -424,7 +466,8 @@ mod tests {
     fn target_rule() {
         let registered = targets(&["https://fabrikam.com", "https://photos.x.com"]);
         assert!(check_url_within_targets("https://api.fabrikam.com/a", &registered).is_ok());
-        assert!(check_url_within_targets("https://user:pw@FABRIKAM.com./a", &registered).is_ok());
+        assert!(check_url_within_targets("https://FABRIKAM.com./a", &registered).is_ok());
+        assert!(check_url_within_targets("https://fabrikam.com:443/a", &registered).is_ok());
         assert!(
             check_url_within_targets("https://api.fabrikam.com/a?v={{input.value}}", &registered)
                 .is_ok()
@@ -434,11 +477,36 @@ mod tests {
         assert!(check_url_within_targets("http://api.fabrikam.com/a", &registered).is_err());
         assert!(check_url_within_targets("/relative/path", &registered).is_err());
         assert!(check_url_within_targets("https://{{host}}/x", &registered).is_err());
-        let ip = targets(&["https://10.0.0.1"]);
-        assert!(check_url_within_targets("https://10.0.0.1/x", &ip).is_ok());
-        assert!(check_url_within_targets("https://1.10.0.0.1/x", &ip).is_err());
-        let idn = targets(&["https://shop.xn--bcher-kva.example"]);
-        assert!(check_url_within_targets("https://shop.bücher.example/o/1", &idn).is_ok());
+        let idn = targets(&["https://shop.xn--bcher-kva.de"]);
+        assert!(check_url_within_targets("https://shop.bücher.de/o/1", &idn).is_ok());
+    }
+
+    #[test]
+    fn action_urls_must_name_one_host_on_the_default_port() {
+        let registered = targets(&["https://fabrikam.com"]);
+        let cases: &[(&str, &str)] = &[
+            ("https://api.fabrikam.com:8443/a", "port 8443"),
+            ("https://api.fabrikam.com:80/a", "port 80"),
+            ("https://api.fabrikam.com:1/a", "port 1"),
+            ("https://api.fabrikam.com\\@evil.com/a", "backslash"),
+            ("https://evil.com\\@api.fabrikam.com/a", "backslash"),
+            ("https:\\\\api.fabrikam.com/a", "backslash"),
+            ("https://api.fabrikam.com/a\\b", "backslash"),
+            ("https://user:pw@fabrikam.com/a", "user name or password"),
+            ("https://fabrikam.com@evil.com/a", "user name or password"),
+            ("https://@fabrikam.com/a", "user name or password"),
+            ("https://:@fabrikam.com/a", "user name or password"),
+            ("https://api.fabrikam.com%2eevil.com/a", "for other clients"),
+            ("https://api%2Efabrikam.com/a", "for other clients"),
+            ("https://%66abrikam.com/a", "for other clients"),
+            ("https://10.0.0.1/x", "IP address"),
+            ("https://[::1]/x", "IP address"),
+            ("https://0x7f.1/x", "IP address"),
+        ];
+        for (url, why) in cases {
+            let error = check_url_within_targets(url, &registered).expect_err(url);
+            assert!(error.contains(why), "{url}: {error}");
+        }
     }
 
     #[test]

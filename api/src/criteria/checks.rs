@@ -27,7 +27,7 @@ fn pass_or(ok: bool, otherwise: Verdict) -> Verdict {
 fn describe_registrable(domain: &str) -> String {
     match registrable_domain(domain) {
         Some(registrable) => format!("{domain} (registrable {registrable})"),
-        None => format!("{domain} (no registrable domain: it is a public suffix)"),
+        None => format!("{domain} (no registrable domain: a public suffix or an IP address)"),
     }
 }
 
@@ -75,8 +75,29 @@ pub fn build_report(
     let spf = &inspected.spf;
 
     // From: exactly one mailbox is needed both for alignment and for the registered sender.
-    let single_mailbox = match inspected.from_mailboxes.as_slice() {
-        [only] => Some(only.as_str()),
+    // One From field naming one plain mailbox: a second From field, group syntax (even a group
+    // of one, `list: expense@contoso.com;`) or several mailboxes leave no single author.
+    let from_problem = if inspected.from_fields > 1 {
+        Some(format!(
+            "the message has {} From: fields, and RFC 5322 allows exactly one",
+            inspected.from_fields
+        ))
+    } else if inspected.from_group {
+        Some(
+            "From: uses group syntax (\"name: …;\"), which lists recipients instead of naming the \
+             author's mailbox; it must hold exactly one plain mailbox"
+                .to_owned(),
+        )
+    } else if inspected.from_mailboxes.len() != 1 {
+        Some(format!(
+            "From holds {} mailboxes; it must hold exactly one",
+            inspected.from_mailboxes.len()
+        ))
+    } else {
+        None
+    };
+    let single_mailbox = match (inspected.from_mailboxes.as_slice(), &from_problem) {
+        ([only], None) => Some(only.as_str()),
         _ => None,
     };
     let from_address = single_mailbox.and_then(normalize_address);
@@ -90,20 +111,18 @@ pub fn build_report(
     let mut alignment_evidence = Vec::new();
     let mut aligned = false;
     match (&from_domain, &from_registrable) {
-        (None, _) => alignment_evidence.push(if single_mailbox.is_none() {
-            format!(
-                "From: \"{}\" holds {} mailboxes; alignment needs exactly one",
-                quote_for_evidence(&inspected.from_header),
-                inspected.from_mailboxes.len()
-            )
-        } else {
-            format!(
+        (None, _) => alignment_evidence.push(match &from_problem {
+            Some(problem) => format!(
+                "From: \"{}\": {problem}, so there is no single domain to align with",
+                quote_for_evidence(&inspected.from_header)
+            ),
+            None => format!(
                 "From: \"{}\" has no valid domain",
                 quote_for_evidence(&inspected.from_header)
-            )
+            ),
         }),
         (Some(from), None) => alignment_evidence.push(format!(
-            "From domain {from} is a public suffix and has no registrable domain"
+            "From domain {from} has no registrable domain: it is a public suffix or an IP address"
         )),
         (Some(_), Some(_)) => {}
     }
@@ -170,9 +189,9 @@ pub fn build_report(
         quote_for_evidence(&inspected.from_header)
     )];
     match (&from_address, sender_registered) {
-        (None, _) if single_mailbox.is_none() => sender_evidence.push(format!(
-            "From holds {} mailboxes; it must hold exactly one registered sender",
-            inspected.from_mailboxes.len()
+        (None, _) if from_problem.is_some() => sender_evidence.push(format!(
+            "{}, and that mailbox must be a registered sender",
+            from_problem.as_deref().unwrap_or_default()
         )),
         (None, _) => sender_evidence.push("The From address has no valid domain".to_owned()),
         (Some(address), true) => {

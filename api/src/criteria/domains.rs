@@ -2,6 +2,8 @@
 //! domains under the Public Suffix List, label-boundary subdomain matching and addr-spec
 //! normalisation.
 
+use crate::domain::looks_like_ip_address;
+
 /// Converts a domain to its lower-case IDNA A-label form (UTS #46, non-transitional) and drops
 /// one trailing root dot. Returns `None` for an empty or invalid domain.
 pub fn to_a_label(domain: &str) -> Option<String> {
@@ -22,8 +24,18 @@ pub fn to_a_label(domain: &str) -> Option<String> {
 /// The list's ICANN and private sections both apply, as in DMARC implementations; an unlisted
 /// TLD such as `.example` falls under the default `*` rule, so `a.esp-relay.example` gives
 /// `esp-relay.example`. A bare public suffix (`co.uk`) has no registrable domain: `None`.
+///
+/// An IP address (`192.0.2.1`, `[192.0.2.1]`, or a name that browsers read as IPv4 such as
+/// `0x7f.1`) has none either: the list would otherwise hand `2.1` to `192.0.2.1` and
+/// `198.51.2.1` alike, and a DKIM `d=` or SPF domain written as an address would align with
+/// every other address ending the same way. Special-use names (`.test`, `.local`) are refused
+/// when a sender is registered, so a From address under one never matches a registered sender;
+/// they keep a registrable domain here so the reports of test samples stay readable.
 pub fn registrable_domain(a_label: &str) -> Option<String> {
     let name = a_label.strip_suffix('.').unwrap_or(a_label);
+    if looks_like_ip_address(name) {
+        return None;
+    }
     psl::domain_str(name).map(str::to_owned)
 }
 
@@ -97,6 +109,27 @@ mod tests {
             Some("xn--bcher-kva.example")
         );
         assert_eq!(registrable_domain("co.uk"), None);
+    }
+
+    #[test]
+    fn ip_addresses_have_no_registrable_domain() {
+        for name in [
+            "192.0.2.1",
+            "198.51.2.1",
+            "192.0.2.1.",
+            "[192.0.2.1]",
+            "0x7f.1",
+            "2130706433",
+            "[2001:db8::1]",
+            "2001:db8::1",
+            "mail.contoso.123",
+        ] {
+            assert_eq!(registrable_domain(name), None, "{name}");
+        }
+        assert_eq!(
+            registrable_domain("1.contoso.com").as_deref(),
+            Some("contoso.com")
+        );
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub struct Inspected {
     pub from_header: String,
     /// Every mailbox address in the From field(s), as parsed.
     pub from_mailboxes: Vec<String>,
+    /// How many From fields the header section has (RFC 5322 allows exactly one).
+    pub from_fields: usize,
+    /// True when a From field uses group syntax (`name: member, …;`, `undisclosed:;`), which
+    /// lists recipients rather than naming the author's mailbox.
+    pub from_group: bool,
     /// The decoded subject.
     pub subject: Option<String>,
     /// The topmost Authentication-Results value.
@@ -91,7 +96,9 @@ fn mime_depth(message: &Message<'_>) -> usize {
     deepest
 }
 
-fn mailboxes(value: &HeaderValue<'_>) -> Vec<String> {
+/// The mailbox addresses of an address header, and whether it uses group syntax anywhere
+/// (mail-parser gives a plain list beside a group as a nameless group).
+fn mailboxes(value: &HeaderValue<'_>) -> (Vec<String>, bool) {
     let address_of = |addr: &mail_parser::Addr<'_>| {
         addr.address
             .as_deref()
@@ -100,13 +107,18 @@ fn mailboxes(value: &HeaderValue<'_>) -> Vec<String> {
             .map(str::to_owned)
     };
     match value {
-        HeaderValue::Address(Address::List(list)) => list.iter().filter_map(address_of).collect(),
-        HeaderValue::Address(Address::Group(groups)) => groups
-            .iter()
-            .flat_map(|group| group.addresses.iter())
-            .filter_map(address_of)
-            .collect(),
-        _ => Vec::new(),
+        HeaderValue::Address(Address::List(list)) => {
+            (list.iter().filter_map(address_of).collect(), false)
+        }
+        HeaderValue::Address(Address::Group(groups)) => (
+            groups
+                .iter()
+                .flat_map(|group| group.addresses.iter())
+                .filter_map(address_of)
+                .collect(),
+            groups.iter().any(|group| group.name.is_some()),
+        ),
+        _ => (Vec::new(), false),
     }
 }
 
@@ -144,12 +156,19 @@ pub fn inspect(raw: &[u8]) -> Result<Inspected, SampleError> {
         .filter(|(_, h)| h.name.as_str().eq_ignore_ascii_case("From"))
         .map(|(index, _)| index)
         .collect();
-    let from_mailboxes: Vec<String> = from_fields
+    let mut from_mailboxes: Vec<String> = Vec::new();
+    let mut from_group = false;
+    for header in from_fields
         .iter()
         .filter_map(|&index| root.headers.get(index))
-        .flat_map(|h| mailboxes(&h.value))
-        .collect();
-    if from_mailboxes.is_empty() {
+    {
+        let (found, group) = mailboxes(&header.value);
+        from_mailboxes.extend(found);
+        from_group |= group;
+    }
+    // A group without members (`undisclosed:;`) still gets a report, whose SENDER_REGISTERED
+    // check says why it fails; a From with nothing readable at all is not a message.
+    if from_mailboxes.is_empty() && !from_group {
         return Err(SampleError::NotAMessage {
             detail: if from_fields.is_empty() {
                 "it has no From: header".to_owned()
@@ -238,6 +257,8 @@ pub fn inspect(raw: &[u8]) -> Result<Inspected, SampleError> {
     Ok(Inspected {
         from_header,
         from_mailboxes,
+        from_fields: from_fields.len(),
+        from_group,
         subject,
         auth_results,
         spf,

@@ -489,3 +489,66 @@ async fn truncated_and_corrupted_samples_never_panic() {
     }
     assert!(runs > 0);
 }
+
+#[tokio::test]
+async fn group_syntax_or_several_from_addresses_never_pass_the_sender_check() {
+    let cases: &[(&str, &str)] = &[
+        ("From: undisclosed:;\r\n", "group syntax"),
+        ("From: undisclosed-recipients: ;\r\n", "group syntax"),
+        ("From: group: expense@contoso.com;\r\n", "group syntax"),
+        ("From: a:expense@contoso.com\r\n", "group syntax"),
+        ("From: g:;, expense@contoso.com\r\n", "group syntax"),
+        ("From: expense@contoso.com, g:;\r\n", "group syntax"),
+        (
+            "From: group: expense@contoso.com, other@contoso.com;\r\n",
+            "group syntax",
+        ),
+        (
+            "From: expense@contoso.com, other@contoso.com\r\n",
+            "holds 2 mailboxes",
+        ),
+        (
+            "From: expense@contoso.com, expense@contoso.com\r\n",
+            "holds 2 mailboxes",
+        ),
+        (
+            "From: expense@contoso.com\r\nFrom: expense@contoso.com\r\n",
+            "2 From: fields",
+        ),
+        (
+            "From: undisclosed:;\r\nFrom: expense@contoso.com\r\n",
+            "2 From: fields",
+        ),
+    ];
+    for (from, why) in cases {
+        let raw = format!("{from}Subject: Expense report\r\n\r\nbody\r\n");
+        let report = run(raw.as_bytes()).await.expect(from);
+        assert!(!report.facts.sender_registered, "{from:?}");
+        assert_eq!(report.facts.from_address, None, "{from:?}");
+        assert!(!report.facts.aligned, "{from:?}");
+        let sender = report
+            .checks
+            .iter()
+            .find(|c| c.criterion == Criterion::SenderRegistered)
+            .expect("sender check");
+        assert_eq!(sender.verdict, Verdict::Fail, "{from:?}");
+        let evidence = sender.evidence.join(" ");
+        assert!(evidence.contains(why), "{from:?}: {evidence}");
+        let aligned = report
+            .checks
+            .iter()
+            .find(|c| c.criterion == Criterion::DomainAligned)
+            .expect("alignment check");
+        assert!(aligned.evidence.join(" ").contains(why), "{from:?}");
+    }
+    // The plain forms still pass.
+    for from in [
+        "From: expense@contoso.com\r\n",
+        "From: Contoso Expenses <expense@contoso.com>\r\n",
+        "From: \"Expenses: Contoso\" <expense@contoso.com>\r\n",
+    ] {
+        let raw = format!("{from}Subject: Expense report\r\n\r\nbody\r\n");
+        let report = run(raw.as_bytes()).await.expect(from);
+        assert!(report.facts.sender_registered, "{from:?}");
+    }
+}

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
+use unicode_security::{RestrictionLevel, RestrictionLevelDetection};
 
 use super::{FieldError, ValidationCode, quote, reject_control_chars};
 
@@ -14,12 +15,14 @@ const MAX_LABEL_OCTETS: usize = 63;
 /// Inputs longer than this are refused before IDNA processing, to bound the work done.
 const MAX_INPUT_BYTES: usize = 1024;
 
-/// A DNS host name: lower-case A-labels (`xn--…` for internationalised labels), at least two
-/// labels, no trailing dot, every label 1..=63 octets of letters, digits and inner hyphens, at
-/// most 253 octets in all, not an IP address and not `localhost` or a name under it.
+/// A public DNS host name: lower-case A-labels (`xn--…` for internationalised labels), at least
+/// two labels, no trailing dot, every label 1..=63 octets of letters, digits and inner hyphens,
+/// at most 253 octets in all, not an IP address, not `localhost` or a name under it, not under
+/// a special-use or private-use top-level domain ([`SPECIAL_USE_TLDS`]), and no label mixing
+/// scripts the way look-alike names do ([`confusable_label`]).
 ///
 /// The Unicode and the punycode spelling of a name parse to the same value
-/// (`bücher.example` == `xn--bcher-kva.example`). The name may itself be a public suffix
+/// (`bücher.de` == `xn--bcher-kva.de`). The name may itself be a public suffix
 /// (`co.uk`); callers that need an ownable name check [`DomainName::registrable`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DomainName(String);
@@ -45,6 +48,86 @@ pub(crate) enum DomainProblem {
     Localhost,
     /// Only one label.
     SingleLabel,
+    /// Under a special-use or private-use top-level domain; carries the suffix (`test`).
+    SpecialUse(&'static str),
+    /// A label that mixes scripts like a look-alike name; carries the label in Unicode.
+    MixedScript(String),
+}
+
+/// Top-level domains that never name a public host, refused wherever a host name is entered:
+/// the special-use names of RFC 6761 (`test`, `example`, `invalid`, `localhost`), multicast DNS
+/// (`local`, RFC 6762), Tor onion services (`onion`, RFC 7686), the alternative-namespace TLD
+/// (`alt`, RFC 9476), the private-use TLD ICANN reserved in 2024 (`internal`), `arpa`, the
+/// infrastructure TLD whose only host names are reverse-DNS and home-network ones
+/// (`in-addr.arpa`, `ip6.arpa`, `home.arpa` of RFC 8375), and the names ICANN will not delegate
+/// because private networks use them (`home`, `corp`, `mail`; ICANN Board resolution
+/// 2018.02.04.12). An e-mail or URL there cannot belong to a public service, and letting one
+/// through would let a registration point at a reviewer's or mail client's own network.
+pub const SPECIAL_USE_TLDS: &[&str] = &[
+    "alt",
+    "arpa",
+    "corp",
+    "example",
+    "home",
+    "internal",
+    "invalid",
+    "local",
+    "localhost",
+    "mail",
+    "onion",
+    "test",
+];
+
+/// The special-use top-level domain `name` (lower-case A-labels, one trailing dot allowed) ends
+/// in, if any; see [`SPECIAL_USE_TLDS`].
+pub fn special_use_tld(name: &str) -> Option<&'static str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let last = name.rsplit('.').next()?;
+    SPECIAL_USE_TLDS
+        .iter()
+        .find(|tld| last.eq_ignore_ascii_case(tld))
+        .copied()
+}
+
+/// True when a name's last label would make a browser read the whole name as an IPv4 address
+/// (see [`ends_in_a_number`]); used where names are compared, not parsed.
+pub fn looks_like_ip_address(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.starts_with('[')
+        || name.parse::<std::net::IpAddr>().is_ok()
+        || name.rsplit('.').next().is_some_and(ends_in_a_number)
+}
+
+/// The Unicode form of an A-label that mixes scripts the way look-alike (homograph) names do,
+/// or `None` for an acceptable label. ASCII labels are always acceptable.
+///
+/// The rule is the "Highly Restrictive" level of Unicode Technical Standard #39 (section 5.2),
+/// as browsers apply it before showing a name in Unicode: every character of the label (hyphens
+/// and digits aside) must be allowed in identifiers, and the label must be in a single script,
+/// or Latin combined only with Han and Japanese kana, Han and Bopomofo, or Han and Hangul. So
+/// `pаypal` with a Cyrillic `а` (U+0430), Latin with Greek `ο`, or Latin with Arabic are refused,
+/// while `bücher`, `παράδειγμα`, `пример` and `日本語ドメイン` are accepted. The script data
+/// comes from the `unicode-security` crate (Unicode 18 tables in 0.1.3).
+///
+/// A label written wholly in another script that happens to look like a Latin word (`раураl`,
+/// all Cyrillic) passes this rule; UTS #39 calls that a whole-script confusable, and telling it
+/// apart needs the registry's language rules.
+pub fn confusable_label(a_label: &str) -> Option<String> {
+    let encoded = a_label
+        .get(..4)
+        .filter(|prefix| prefix.eq_ignore_ascii_case("xn--"))
+        .map(|_| &a_label[4..])?;
+    // A label that does not decode was already refused by the IDNA step; treat it as fine here.
+    let unicode = idna::punycode::decode_to_string(encoded)?;
+    let letters: String = unicode
+        .chars()
+        .filter(|c| *c != '-' && !c.is_ascii_digit())
+        .collect();
+    if letters.as_str().detect_restriction_level() <= RestrictionLevel::HighlyRestrictive {
+        None
+    } else {
+        Some(unicode)
+    }
 }
 
 /// The codes one context (bare domain, email domain, URL host) uses for each [`DomainProblem`].
@@ -65,6 +148,10 @@ pub(crate) struct DomainCodes {
     pub localhost: ValidationCode,
     /// For [`DomainProblem::SingleLabel`].
     pub single_label: ValidationCode,
+    /// For [`DomainProblem::SpecialUse`].
+    pub special_use: ValidationCode,
+    /// For [`DomainProblem::MixedScript`].
+    pub mixed_script: ValidationCode,
 }
 
 /// Codes for a bare domain name field.
@@ -77,6 +164,8 @@ const BARE_DOMAIN_CODES: DomainCodes = DomainCodes {
     ip_address: ValidationCode::DomainIpAddress,
     localhost: ValidationCode::DomainLocalhost,
     single_label: ValidationCode::DomainSingleLabel,
+    special_use: ValidationCode::DomainSpecialUse,
+    mixed_script: ValidationCode::DomainMixedScript,
 };
 
 impl DomainProblem {
@@ -130,6 +219,23 @@ impl DomainProblem {
                 format!(
                     "{noun} {shown} has a single label; use a fully qualified name such as \
                      \"mail.example.com\"."
+                ),
+            ),
+            Self::SpecialUse(tld) => FieldError::new(
+                codes.special_use,
+                format!(
+                    "{noun} {shown} is under \".{tld}\", a top-level domain reserved for testing, \
+                     documentation or private networks that never names a public host; use the \
+                     service's public domain name."
+                ),
+            ),
+            Self::MixedScript(label) => FieldError::new(
+                codes.mixed_script,
+                format!(
+                    "{noun} {shown} has the label {} that mixes writing systems (for example \
+                     Latin with Cyrillic or Greek letters), as look-alike names do; write each \
+                     label in one script.",
+                    quote(&label)
                 ),
             ),
         }
@@ -217,15 +323,21 @@ impl DomainName {
         if labels.len() < 2 {
             return Err(DomainProblem::SingleLabel);
         }
+        if let Some(tld) = special_use_tld(&name) {
+            return Err(DomainProblem::SpecialUse(tld));
+        }
+        if let Some(label) = labels.iter().find_map(|label| confusable_label(label)) {
+            return Err(DomainProblem::MixedScript(label));
+        }
         Ok(Self(name))
     }
 
-    /// The name in lower-case A-label form, e.g. `xn--bcher-kva.example`.
+    /// The name in lower-case A-label form, e.g. `xn--bcher-kva.de`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The name for display, with punycode labels decoded (`bücher.example`).
+    /// The name for display, with punycode labels decoded (`bücher.de`).
     pub fn to_unicode(&self) -> String {
         let (unicode, result) = idna::domain_to_unicode(&self.0);
         match result {
@@ -235,8 +347,8 @@ impl DomainName {
     }
 
     /// The registrable domain (eTLD+1): `mail.contoso.com` → `contoso.com`,
-    /// `a.example.co.uk` → `example.co.uk`; a TLD missing from the list falls under the
-    /// list's default `*` rule (`shop.xn--bcher-kva.example` → `xn--bcher-kva.example`).
+    /// `a.example.co.uk` → `example.co.uk`, `shop.xn--bcher-kva.de` → `xn--bcher-kva.de`; a TLD
+    /// missing from the list falls under the list's default `*` rule.
     /// `None` when the name is itself a public suffix (`co.uk`, `github.io`).
     ///
     /// The lookup uses the whole Public Suffix List, private section included (the `psl`
@@ -332,11 +444,11 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("contoso.com", "contoso.com"),
             ("Mail.Contoso.COM", "mail.contoso.com"),
-            ("bücher.example", "xn--bcher-kva.example"),
-            ("BÜCHER.example", "xn--bcher-kva.example"),
-            ("xn--bcher-kva.example", "xn--bcher-kva.example"),
-            ("XN--BCHER-KVA.EXAMPLE", "xn--bcher-kva.example"),
-            ("bücher\u{3002}example", "xn--bcher-kva.example"),
+            ("bücher.de", "xn--bcher-kva.de"),
+            ("BÜCHER.de", "xn--bcher-kva.de"),
+            ("xn--bcher-kva.de", "xn--bcher-kva.de"),
+            ("XN--BCHER-KVA.DE", "xn--bcher-kva.de"),
+            ("bücher\u{3002}de", "xn--bcher-kva.de"),
             ("ｃｏｎｔｏｓｏ.com", "contoso.com"),
             ("公司.cn", "xn--55qx5d.cn"),
             ("ab--cd.example.com", "ab--cd.example.com"),
@@ -350,11 +462,8 @@ mod tests {
 
     #[test]
     fn unicode_and_punycode_spellings_are_equal() {
-        assert_eq!(domain("bücher.example"), domain("xn--bcher-kva.example"));
-        assert_eq!(
-            domain("xn--bcher-kva.example").to_unicode(),
-            "bücher.example"
-        );
+        assert_eq!(domain("bücher.de"), domain("xn--bcher-kva.de"));
+        assert_eq!(domain("xn--bcher-kva.de").to_unicode(), "bücher.de");
     }
 
     #[test]
@@ -425,7 +534,7 @@ mod tests {
         let error = DomainName::parse(&over).expect_err("254 octets");
         assert_eq!(error.code, ValidationCode::DomainTooLong);
         // 32 × "ü" is 64 UTF-8 bytes but only a 36-octet A-label.
-        let unicode = format!("{}.example", "ü".repeat(32));
+        let unicode = format!("{}.de", "ü".repeat(32));
         assert!(DomainName::parse(&unicode).is_ok());
     }
 
@@ -455,8 +564,9 @@ mod tests {
             ("mail.contoso.com", Some("contoso.com")),
             ("contoso.com", Some("contoso.com")),
             ("a.example.co.uk", Some("example.co.uk")),
-            ("shop.xn--bcher-kva.example", Some("xn--bcher-kva.example")),
-            ("shop.bücher.example", Some("xn--bcher-kva.example")),
+            ("shop.xn--bcher-kva.de", Some("xn--bcher-kva.de")),
+            ("shop.bücher.de", Some("xn--bcher-kva.de")),
+            ("shop.contoso.zz", Some("contoso.zz")),
             ("a.b.公司.cn", Some("b.xn--55qx5d.cn")),
             ("alice.github.io", Some("alice.github.io")),
             ("co.uk", None),
@@ -517,13 +627,165 @@ mod tests {
     }
 
     #[test]
+    fn special_use_and_private_use_tlds_are_refused() {
+        let cases = [
+            "contoso.test",
+            "api.contoso.TEST",
+            "printer.local",
+            "nas.local.",
+            "x.localhost",
+            "www.invalid",
+            "www.example",
+            "duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion",
+            "service.internal",
+            "router.home.arpa",
+            "1.2.0.192.in-addr.arpa",
+            "name.alt",
+            "intranet.corp",
+            "nas.home",
+            "smtp.mail",
+            "xn--bcher-kva.test",
+            "bücher.test",
+        ];
+        for input in cases {
+            let Err(error) = DomainName::parse_allowing_trailing_dot(input) else {
+                panic!("{input} must be refused");
+            };
+            let expected = if input.to_lowercase().ends_with("localhost") {
+                ValidationCode::DomainLocalhost
+            } else {
+                ValidationCode::DomainSpecialUse
+            };
+            assert_eq!(error.code, expected, "input {input:?}: {}", error.message);
+        }
+        let error = DomainName::parse("contoso.test").expect_err("special use");
+        assert!(error.message.contains("\".test\""), "{}", error.message);
+        // Only the last label counts: these are ordinary names.
+        for input in [
+            "test.contoso.com",
+            "local.contoso.com",
+            "example.contoso.com",
+            "onion.de",
+            "testing.com",
+            "contoso.tests",
+            "mail.contoso.com",
+        ] {
+            assert!(DomainName::parse(input).is_ok(), "{input} must be accepted");
+        }
+        assert_eq!(special_use_tld("a.b.TEST."), Some("test"));
+        assert_eq!(special_use_tld("a.b.com"), None);
+        assert_eq!(special_use_tld(""), None);
+    }
+
+    #[test]
+    fn ip_addresses_in_every_notation_are_refused() {
+        for input in [
+            "192.0.2.1",
+            "192.0.2.1.",
+            "0300.0250.0.1",
+            "0xc0.0xa8.0.1",
+            "3232235521",
+            "[::ffff:192.0.2.1]",
+            "::ffff:192.0.2.1",
+            "[fe80::1%25eth0]",
+            "1.1",
+            "contoso.com.1",
+        ] {
+            let error = DomainName::parse_allowing_trailing_dot(input).expect_err(input);
+            assert!(
+                matches!(
+                    error.code,
+                    ValidationCode::DomainIpAddress | ValidationCode::DomainInvalid
+                ),
+                "input {input:?}: {error:?}"
+            );
+            assert!(
+                looks_like_ip_address(input) || input.contains('%'),
+                "{input}"
+            );
+        }
+        assert!(!looks_like_ip_address("contoso.com"));
+        assert!(!looks_like_ip_address("1.contoso.com"));
+    }
+
+    #[test]
+    fn labels_mixing_latin_with_cyrillic_or_greek_are_refused() {
+        let cases = [
+            // Cyrillic а (U+0430) in "paypal".
+            "p\u{0430}ypal.com",
+            // Cyrillic о (U+043E) and е (U+0435) in "microsoft" and "apple".
+            "micr\u{043E}soft.com",
+            "appl\u{0435}.com",
+            // Greek ο (U+03BF) in "google".
+            "g\u{03BF}\u{03BF}gle.com",
+            // Latin and Cyrillic in a subdomain label only.
+            "\u{0441}dn-login.contoso.com",
+            "login.p\u{0430}ypal.co.uk",
+            // Latin with Armenian օ (U+0585), which looks like "o".
+            "g\u{0585}\u{0585}gle.com",
+            // Latin and Cyrillic in one label with a digit and a hyphen between them.
+            "abc-1-\u{0430}\u{0431}\u{0432}.com",
+        ];
+        for input in cases {
+            let error = DomainName::parse(input).expect_err(input);
+            assert_eq!(
+                error.code,
+                ValidationCode::DomainMixedScript,
+                "input {input:?}: {}",
+                error.message
+            );
+        }
+        // Latin with a right-to-left script already breaks the IDNA bidi rule.
+        for input in ["shop\u{0645}.com", "pay\u{05D0}.com"] {
+            assert!(DomainName::parse(input).is_err(), "{input}");
+        }
+        // The punycode spelling of the same look-alike is refused too.
+        let punycode = idna::domain_to_ascii("p\u{0430}ypal.com").expect("idna");
+        assert!(punycode.starts_with("xn--"), "{punycode}");
+        assert_eq!(
+            DomainName::parse(&punycode).map_err(|e| e.code),
+            Err(ValidationCode::DomainMixedScript)
+        );
+        let error = DomainName::parse("p\u{0430}ypal.com").expect_err("mixed");
+        assert!(error.message.contains("p\u{0430}ypal"), "{}", error.message);
+    }
+
+    #[test]
+    fn single_script_and_cjk_with_latin_labels_are_accepted() {
+        for input in [
+            "bücher.de",
+            "straße.de",
+            "παράδειγμα.gr",
+            "пример.рф",
+            "пример-1.рф",
+            "日本語ドメイン.jp",
+            "ドメインabc.jp",
+            "中文abc.cn",
+            "한국어abc.kr",
+            "مثال.com",
+            "xn--bcher-kva.de",
+            "123-abc.com",
+        ] {
+            assert!(
+                DomainName::parse(input).is_ok(),
+                "{input}: {:?}",
+                DomainName::parse(input)
+            );
+        }
+        assert_eq!(confusable_label("contoso"), None);
+        assert_eq!(confusable_label("xn--bcher-kva"), None);
+    }
+
+    #[test]
     fn serde_round_trips_and_rejects_invalid_stored_values() {
-        let name = domain("Bücher.example");
+        let name = domain("Bücher.de");
         let json = serde_json::to_string(&name).expect("serialises");
-        assert_eq!(json, "\"xn--bcher-kva.example\"");
+        assert_eq!(json, "\"xn--bcher-kva.de\"");
         let back: DomainName = serde_json::from_str(&json).expect("deserialises");
         assert_eq!(back, name);
         for stored in [
+            "\"contoso.test\"",
+            "\"xn--pypal-4ve.com\"",
             "\"localhost\"",
             "\"a..b.com\"",
             "\"192.0.2.1\"",

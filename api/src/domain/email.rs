@@ -31,6 +31,8 @@ const EMAIL_DOMAIN_CODES: DomainCodes = DomainCodes {
     ip_address: ValidationCode::EmailDomainIpLiteral,
     localhost: ValidationCode::EmailDomainLocalhost,
     single_label: ValidationCode::EmailDomainSingleLabel,
+    special_use: ValidationCode::EmailDomainSpecialUse,
+    mixed_script: ValidationCode::EmailDomainMixedScript,
 };
 
 /// A mailbox address `local@domain`.
@@ -162,7 +164,7 @@ impl EmailAddress {
     }
 
     /// The address with the local part as written and the domain normalised
-    /// (`Bestellung@xn--bcher-kva.example`).
+    /// (`Bestellung@xn--bcher-kva.de`).
     pub fn as_str(&self) -> &str {
         &self.address
     }
@@ -178,7 +180,7 @@ impl EmailAddress {
     }
 
     /// The comparison key used by equality and duplicate detection: local part lower-cased,
-    /// domain in lower-case A-label form (`bestellung@xn--bcher-kva.example`).
+    /// domain in lower-case A-label form (`bestellung@xn--bcher-kva.de`).
     pub fn normalized(&self) -> &str {
         &self.normalized
     }
@@ -265,14 +267,14 @@ mod tests {
             ("a@contoso.com", "a@contoso.com", "a@contoso.com"),
             ("A@Contoso.COM", "A@contoso.com", "a@contoso.com"),
             (
-                "Bestellung@BÜCHER.example",
-                "Bestellung@xn--bcher-kva.example",
-                "bestellung@xn--bcher-kva.example",
+                "Bestellung@BÜCHER.de",
+                "Bestellung@xn--bcher-kva.de",
+                "bestellung@xn--bcher-kva.de",
             ),
             (
-                "x@xn--bcher-kva.example",
-                "x@xn--bcher-kva.example",
-                "x@xn--bcher-kva.example",
+                "x@xn--bcher-kva.de",
+                "x@xn--bcher-kva.de",
+                "x@xn--bcher-kva.de",
             ),
             (
                 "first.last+tag@mail.example.co.uk",
@@ -300,20 +302,17 @@ mod tests {
 
     #[test]
     fn parts_are_exposed() {
-        let email = EmailAddress::parse("Bestellung@bücher.example").expect("valid");
+        let email = EmailAddress::parse("Bestellung@bücher.de").expect("valid");
         assert_eq!(email.local_part(), "Bestellung");
-        assert_eq!(email.domain().as_str(), "xn--bcher-kva.example");
+        assert_eq!(email.domain().as_str(), "xn--bcher-kva.de");
     }
 
     #[test]
     fn equality_ignores_case_and_idn_spelling() {
         let pairs = [
             ("A@Contoso.COM", "a@contoso.com"),
-            ("x@bücher.example", "x@xn--bcher-kva.example"),
-            (
-                "Bestellung@BÜCHER.example",
-                "bestellung@xn--bcher-kva.example",
-            ),
+            ("x@bücher.de", "x@xn--bcher-kva.de"),
+            ("Bestellung@BÜCHER.de", "bestellung@xn--bcher-kva.de"),
         ];
         for (a, b) in pairs {
             assert_eq!(
@@ -388,6 +387,22 @@ mod tests {
             ("a@contoso", ValidationCode::EmailDomainSingleLabel),
             ("a@localhost", ValidationCode::EmailDomainLocalhost),
             ("a@mail.localhost", ValidationCode::EmailDomainLocalhost),
+            ("a@contoso.test", ValidationCode::EmailDomainSpecialUse),
+            ("a@printer.local", ValidationCode::EmailDomainSpecialUse),
+            ("a@corp.internal", ValidationCode::EmailDomainSpecialUse),
+            ("a@mail.example", ValidationCode::EmailDomainSpecialUse),
+            ("a@x.invalid", ValidationCode::EmailDomainSpecialUse),
+            ("a@x.onion", ValidationCode::EmailDomainSpecialUse),
+            ("a@x.alt", ValidationCode::EmailDomainSpecialUse),
+            ("a@nas.home.arpa", ValidationCode::EmailDomainSpecialUse),
+            (
+                "a@p\u{0430}ypal.com",
+                ValidationCode::EmailDomainMixedScript,
+            ),
+            (
+                "a@xn--pypal-4ve.com",
+                ValidationCode::EmailDomainMixedScript,
+            ),
             ("a@[192.0.2.1]", ValidationCode::EmailDomainIpLiteral),
             ("a@[IPv6:2001:db8::1]", ValidationCode::EmailDomainIpLiteral),
             ("a@192.0.2.1", ValidationCode::EmailDomainIpLiteral),
@@ -416,9 +431,9 @@ mod tests {
 
     #[test]
     fn serde_round_trips_and_rejects_invalid_stored_values() {
-        let email = EmailAddress::parse("Bestellung@BÜCHER.example").expect("valid");
+        let email = EmailAddress::parse("Bestellung@BÜCHER.de").expect("valid");
         let json = serde_json::to_string(&email).expect("serialises");
-        assert_eq!(json, "\"Bestellung@xn--bcher-kva.example\"");
+        assert_eq!(json, "\"Bestellung@xn--bcher-kva.de\"");
         let back: EmailAddress = serde_json::from_str(&json).expect("deserialises");
         assert_eq!(back, email);
         assert_eq!(back.as_str(), email.as_str());
@@ -500,7 +515,7 @@ mod tests {
     #[test]
     fn library_defect_measures_unicode_labels_in_utf8_bytes_not_a_label_octets() {
         // 32 × "ü" is 64 UTF-8 bytes but the A-label `xn--tda…` is only 36 octets.
-        let input = format!("a@{}.example", "ü".repeat(32));
+        let input = format!("a@{}.de", "ü".repeat(32));
         assert!(!library_accepts(&input));
         assert!(EmailAddress::parse(&input).is_ok());
     }

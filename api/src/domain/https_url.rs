@@ -23,6 +23,8 @@ const URL_HOST_CODES: DomainCodes = DomainCodes {
     ip_address: ValidationCode::UrlIpLiteral,
     localhost: ValidationCode::UrlLocalhost,
     single_label: ValidationCode::UrlHostSingleLabel,
+    special_use: ValidationCode::UrlHostSpecialUse,
+    mixed_script: ValidationCode::UrlHostMixedScript,
 };
 
 /// The result of [`parse_https`]: the parsed URL (host normalised), its stored form and host.
@@ -62,6 +64,13 @@ pub(crate) fn parse_https(
         ));
     }
     reject_control_chars(input, "The URL", false)?;
+    if input.contains('\\') {
+        return Err(invalid(
+            input,
+            "contains a backslash; browsers read \"\\\" as \"/\" but other clients do not, \
+             so they could disagree on the host (write \"/\" in the path, or %5C)",
+        ));
+    }
 
     let violations = RefCell::new(Vec::new());
     let record = |violation| violations.borrow_mut().push(violation);
@@ -142,6 +151,18 @@ pub(crate) fn parse_https(
             ),
         ));
     }
+    if !host_reads_the_same(input, &url) {
+        return Err(FieldError::new(
+            ValidationCode::UrlHostAmbiguous,
+            format!(
+                "The URL {} names the host {} for browsers but {} for other clients; write the \
+                 host plainly (no percent-encoding, \"@\" or \"\\\" before the path).",
+                quote(input),
+                quote(url.host_str().unwrap_or_default()),
+                quote(naive_host(input).unwrap_or_default())
+            ),
+        ));
+    }
     if url.host_str() != Some(host.as_str()) {
         url.set_host(Some(host.as_str()))
             .map_err(|error| parse_error(input, error))?;
@@ -161,6 +182,57 @@ pub(crate) fn parse_https(
         serialized,
         host,
     })
+}
+
+/// The host of an absolute URL as a reader that knows only the generic syntax of RFC 3986 takes
+/// it: the authority runs from `//` to the first `/`, `?` or `#`, the host follows its last `@`
+/// and ends at a `:` (or at `]` for a bracketed literal). No percent-decoding, no IDNA, and a
+/// backslash is an ordinary character. Mail clients, proxies and log tools read URLs this way;
+/// browsers (WHATWG) treat `\` as `/` in `https:` URLs and percent-decode the host. `None`
+/// when there is no `scheme://`.
+pub(crate) fn naive_host(input: &str) -> Option<&str> {
+    let (scheme, rest) = input.split_once("://")?;
+    let mut chars = scheme.chars();
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_and_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, after)| after);
+    if host_and_port.starts_with('[') {
+        return Some(match host_and_port.find(']') {
+            Some(end) => &host_and_port[..=end],
+            None => host_and_port,
+        });
+    }
+    Some(host_and_port.split(':').next().unwrap_or_default())
+}
+
+/// True when the naive reading of `input` ([`naive_host`]) names the same host as `url`, its
+/// WHATWG parse: equal once both are lower-case A-labels without one trailing dot. A URL on
+/// which the two disagree (`https://a.com\@b.com`, `https://a%2eb.com`) could send a browser
+/// and another client to different servers, so it is refused wherever a URL is checked.
+pub(crate) fn host_reads_the_same(input: &str, url: &Url) -> bool {
+    let Some(whatwg) = url.host_str() else {
+        return false;
+    };
+    let Some(naive) = naive_host(input) else {
+        return false;
+    };
+    let trim = |host: &str| host.strip_suffix('.').unwrap_or(host).to_owned();
+    if whatwg.starts_with('[') {
+        return trim(&naive.to_ascii_lowercase()) == trim(whatwg);
+    }
+    if naive.contains('%') {
+        return false;
+    }
+    match idna::domain_to_ascii(naive) {
+        Ok(ascii) => trim(&ascii) == trim(whatwg),
+        Err(_) => false,
+    }
 }
 
 /// Maps a `url` crate parse failure to our codes.
@@ -309,8 +381,8 @@ mod tests {
             ),
             ("https://contoso.com.:443/help", "https://contoso.com/help"),
             (
-                "https://bücher.example/kontakt",
-                "https://xn--bcher-kva.example/kontakt",
+                "https://bücher.de/kontakt",
+                "https://xn--bcher-kva.de/kontakt",
             ),
         ];
         for (input, expected) in cases {
@@ -345,6 +417,58 @@ mod tests {
             let error = HttpsUrl::parse(input).expect_err(input);
             assert_eq!(error.code, *code, "input {input:?}: {}", error.message);
         }
+    }
+
+    #[test]
+    fn the_naive_host_follows_rfc_3986_generic_syntax() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("https://contoso.com", Some("contoso.com")),
+            ("https://contoso.com:8443/x", Some("contoso.com")),
+            ("https://a@contoso.com/x", Some("contoso.com")),
+            ("https://a@b@contoso.com/x", Some("contoso.com")),
+            ("https://contoso.com\\@evil.com/x", Some("evil.com")),
+            ("https://evil.com#@contoso.com", Some("evil.com")),
+            ("https://evil.com?@contoso.com", Some("evil.com")),
+            ("https://[::1]:443/x", Some("[::1]")),
+            ("https://c%6fntoso.com", Some("c%6fntoso.com")),
+            ("https:contoso.com", None),
+            ("1https://contoso.com", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(naive_host(input), *expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn links_whose_host_reads_differently_are_refused() {
+        let cases: &[(&str, ValidationCode)] = &[
+            ("https://contoso.com\\@evil.com", ValidationCode::UrlInvalid),
+            ("https://contoso.com\\support", ValidationCode::UrlInvalid),
+            ("https://contoso.com/a\\b", ValidationCode::UrlInvalid),
+            (
+                "https://c%6fntoso.com/help",
+                ValidationCode::UrlHostAmbiguous,
+            ),
+            (
+                "https://contoso.com%2eevil.com/help",
+                ValidationCode::UrlHostAmbiguous,
+            ),
+            (
+                "https://contoso.com@evil.com",
+                ValidationCode::UrlHasUserinfo,
+            ),
+        ];
+        for (input, code) in cases {
+            let error = HttpsUrl::parse(input).expect_err(input);
+            assert_eq!(error.code, *code, "input {input:?}: {}", error.message);
+        }
+        // A fragment or query that holds "@host" leaves the host alone for every reader.
+        let link = HttpsUrl::parse("https://contoso.com/help#@evil.com").expect("valid");
+        assert_eq!(link.host().as_str(), "contoso.com");
+        assert_eq!(
+            HttpsUrl::parse("https://Ｃontoso.com/help").map(|l| l.to_string()),
+            Ok("https://contoso.com/help".to_owned())
+        );
     }
 
     #[test]

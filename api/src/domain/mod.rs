@@ -49,9 +49,12 @@ mod sender;
 mod target_url;
 mod text;
 
-pub use domain_name::DomainName;
+pub use domain_name::{
+    DomainName, SPECIAL_USE_TLDS, confusable_label, looks_like_ip_address, special_use_tld,
+};
 pub use email::EmailAddress;
 pub use https_url::HttpsUrl;
+pub(crate) use https_url::{host_reads_the_same, naive_host};
 pub use number::check_range;
 pub use phone::PhoneNumber;
 pub use public_key::RsaPublicKey;
@@ -112,6 +115,11 @@ validation_codes! {
     DomainIpAddress => "DOMAIN_IP_ADDRESS",
     /// A bare domain name is `localhost` or below it.
     DomainLocalhost => "DOMAIN_LOCALHOST",
+    /// A bare domain name is under a special-use or private-use TLD (`.test`, `.local`, …).
+    DomainSpecialUse => "DOMAIN_SPECIAL_USE",
+    /// A label of a bare domain name mixes scripts like a look-alike name (`pаypal` with a
+    /// Cyrillic `а`).
+    DomainMixedScript => "DOMAIN_MIXED_SCRIPT",
     /// The email address is not a plain `local@domain` address.
     EmailInvalid => "EMAIL_INVALID",
     /// The local part (before `@`) is longer than 64 octets.
@@ -126,6 +134,10 @@ validation_codes! {
     EmailDomainIpLiteral => "EMAIL_DOMAIN_IP_LITERAL",
     /// The email domain is `localhost` or below it.
     EmailDomainLocalhost => "EMAIL_DOMAIN_LOCALHOST",
+    /// The email domain is under a special-use or private-use TLD (`.test`, `.local`, …).
+    EmailDomainSpecialUse => "EMAIL_DOMAIN_SPECIAL_USE",
+    /// A label of the email domain mixes scripts like a look-alike name.
+    EmailDomainMixedScript => "EMAIL_DOMAIN_MIXED_SCRIPT",
     /// The email domain is not a valid host name (IDNA failure, bad characters, label length).
     EmailDomainInvalid => "EMAIL_DOMAIN_INVALID",
     /// The email domain is itself a public suffix (e.g. `co.uk`).
@@ -146,10 +158,17 @@ validation_codes! {
     UrlHostSingleLabel => "URL_HOST_SINGLE_LABEL",
     /// The URL's host is itself a public suffix (e.g. `co.uk`).
     UrlHostPublicSuffix => "URL_HOST_PUBLIC_SUFFIX",
+    /// The URL's host is under a special-use or private-use TLD (`.test`, `.local`, …).
+    UrlHostSpecialUse => "URL_HOST_SPECIAL_USE",
+    /// A label of the URL's host mixes scripts like a look-alike name.
+    UrlHostMixedScript => "URL_HOST_MIXED_SCRIPT",
     /// The URL's host is not a valid DNS host name (characters, hyphens, dots, label length).
     UrlHostInvalid => "URL_HOST_INVALID",
     /// The URL names a port other than 443.
     UrlPortNotAllowed => "URL_PORT_NOT_ALLOWED",
+    /// The URL's host reads differently to a plain RFC 3986 reader than to a browser (WHATWG),
+    /// e.g. through percent-encoding in the host; the two could call different servers.
+    UrlHostAmbiguous => "URL_HOST_AMBIGUOUS",
     /// The URL has a query (`?…`) or fragment (`#…`) where neither is allowed.
     UrlHasQueryOrFragment => "URL_HAS_QUERY_OR_FRAGMENT",
     /// The URL is longer than 2048 characters.
@@ -289,8 +308,15 @@ pub(crate) struct ListRules {
     pub comparison: &'static str,
 }
 
-/// Parses every entry, checks the count and reports each duplicate (by `key`) at the later
-/// index. All problems are collected; nothing stops at the first error.
+/// Most entry errors [`parse_list`] collects: one more than a payload lists
+/// (`crate::error::MAX_USER_ERRORS`), so that the payload knows to add `TOO_MANY_ERRORS`.
+pub(crate) const MAX_LIST_ERRORS: usize = crate::error::MAX_USER_ERRORS + 1;
+
+/// Parses the entries, checks the count and reports each duplicate (by `key`) at the later
+/// index. Problems are collected rather than stopping at the first, within bounds that keep the
+/// work small whatever the input's size: at most [`MAX_LIST_ERRORS`] errors are collected, and
+/// of a list longer than its maximum only the first `max + MAX_LIST_ERRORS` entries are checked
+/// (the count error says how many were given).
 pub(crate) fn parse_list<T, K>(
     inputs: &[String],
     rules: &ListRules,
@@ -330,9 +356,13 @@ where
             ),
         ));
     }
-    let mut parsed = Vec::with_capacity(inputs.len());
+    let checked = inputs.len().min(rules.max.saturating_add(MAX_LIST_ERRORS));
+    let mut parsed = Vec::with_capacity(checked);
     let mut first_seen: HashMap<K, usize> = HashMap::new();
-    for (index, input) in inputs.iter().enumerate() {
+    for (index, input) in inputs.iter().enumerate().take(checked) {
+        if errors.len() >= MAX_LIST_ERRORS {
+            break;
+        }
         let value = match parse(input) {
             Ok(value) => value,
             Err(error) => {
@@ -487,6 +517,46 @@ mod tests {
             ]
         );
         assert!(errors[2].1.message.contains("position 1"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_huge_list_stops_after_a_bounded_number_of_errors_and_entries() {
+        let rules = ListRules {
+            min: 1,
+            max: 3,
+            singular: "word",
+            plural: "words",
+            comparison: "",
+        };
+        let calls = std::cell::Cell::new(0usize);
+        let counting = |input: &str| {
+            calls.set(calls.get() + 1);
+            parse_word(input)
+        };
+        // 20,000 invalid entries: the count error and MAX_LIST_ERRORS - 1 entry errors.
+        let invalid: Vec<String> = vec![String::new(); 20_000];
+        let errors = parse_list(&invalid, &rules, counting, Clone::clone).expect_err("invalid");
+        assert_eq!(errors.len(), MAX_LIST_ERRORS);
+        assert_eq!(errors[0].0, None);
+        assert_eq!(errors[0].1.code, ValidationCode::TooMany);
+        assert!(
+            errors[0].1.message.contains("20000 were given"),
+            "{:?}",
+            errors[0]
+        );
+        assert_eq!(errors[MAX_LIST_ERRORS - 1].0, Some(MAX_LIST_ERRORS - 2));
+        assert!(calls.get() <= MAX_LIST_ERRORS);
+        // 20,000 valid entries: only the count error, after checking a bounded prefix.
+        calls.set(0);
+        let valid: Vec<String> = (0..20_000).map(|i| format!("w{i}")).collect();
+        let errors = parse_list(&valid, &rules, counting, Clone::clone).expect_err("too many");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].1.code, ValidationCode::TooMany);
+        assert_eq!(calls.get(), 3 + MAX_LIST_ERRORS);
+        // Within the maximum, every entry is still checked and every error reported.
+        let two_bad = strings(&["", "ok"]);
+        let errors = parse_list(&two_bad, &rules, parse_word, Clone::clone).expect_err("bad");
+        assert_eq!(errors.len(), 1);
     }
 
     #[test]

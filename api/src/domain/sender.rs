@@ -84,8 +84,8 @@ const SENDER_LIST_RULES: ListRules = ListRules {
 };
 
 /// Parses a service's sender addresses: 1..=20 entries, each a [`SenderAddress`], no two
-/// equal after normalisation (`A@Contoso.COM` repeats `a@contoso.com`; `x@bücher.example`
-/// repeats `x@xn--bcher-kva.example`). Every problem is reported: a count problem with index
+/// equal after normalisation (`A@Contoso.COM` repeats `a@contoso.com`; `x@bücher.de`
+/// repeats `x@xn--bcher-kva.de`). Every problem is reported: a count problem with index
 /// `None`, an invalid entry or a duplicate (at the later index) with `Some(index)`.
 pub fn parse_sender_list(inputs: &[String]) -> Result<Vec<SenderAddress>, ListErrors> {
     parse_list(inputs, &SENDER_LIST_RULES, SenderAddress::parse, |sender| {
@@ -237,9 +237,9 @@ mod tests {
     #[test]
     fn unicode_and_punycode_duplicate_senders_are_detected() {
         let errors = parse_sender_list(&strings(&[
-            "x@xn--bcher-kva.example",
-            "x@bücher.example",
-            "X@BÜCHER.example",
+            "x@xn--bcher-kva.de",
+            "x@bücher.de",
+            "X@BÜCHER.de",
         ]))
         .expect_err("duplicates");
         let found: Vec<(Option<usize>, ValidationCode)> = errors

@@ -83,7 +83,7 @@ const TARGET_URL_LIST_RULES: ListRules = ListRules {
 };
 
 /// Parses a service's target URLs: 1..=20 entries, each a [`TargetUrl`], no two equal after
-/// normalisation (`https://bücher.example` repeats `https://xn--bcher-kva.example/`). Every
+/// normalisation (`https://bücher.de` repeats `https://xn--bcher-kva.de/`). Every
 /// problem is reported: a count problem with index `None`, an invalid entry or a duplicate
 /// (at the later index) with `Some(index)`.
 pub fn parse_target_url_list(inputs: &[String]) -> Result<Vec<TargetUrl>, ListErrors> {
@@ -132,6 +132,8 @@ mod tests {
             ("https://api.contoso.com.", "https://api.contoso.com"),
             ("https://api.contoso.com./v1", "https://api.contoso.com/v1"),
             ("https://api.contoso.com:443", "https://api.contoso.com"),
+            ("https://api.contoso.com:0443", "https://api.contoso.com"),
+            ("https://api.contoso.com:", "https://api.contoso.com"),
             (
                 "https://api.contoso.com:443/hook",
                 "https://api.contoso.com/hook",
@@ -149,15 +151,12 @@ mod tests {
                 "https://api.contoso.com/a b",
                 "https://api.contoso.com/a%20b",
             ),
-            ("https://bücher.example", "https://xn--bcher-kva.example"),
+            ("https://bücher.de", "https://xn--bcher-kva.de"),
             (
-                "https://BÜCHER.example/Bestellung",
-                "https://xn--bcher-kva.example/Bestellung",
+                "https://BÜCHER.de/Bestellung",
+                "https://xn--bcher-kva.de/Bestellung",
             ),
-            (
-                "https://xn--bcher-kva.example/",
-                "https://xn--bcher-kva.example",
-            ),
+            ("https://xn--bcher-kva.de/", "https://xn--bcher-kva.de"),
             ("https://example.co.uk", "https://example.co.uk"),
             ("https://alice.github.io/app", "https://alice.github.io/app"),
         ];
@@ -171,8 +170,8 @@ mod tests {
     #[test]
     fn unicode_and_punycode_hosts_give_the_same_value() {
         assert_eq!(
-            TargetUrl::parse("https://bücher.example").expect("unicode"),
-            TargetUrl::parse("https://xn--bcher-kva.example").expect("punycode")
+            TargetUrl::parse("https://bücher.de").expect("unicode"),
+            TargetUrl::parse("https://xn--bcher-kva.de").expect("punycode")
         );
     }
 
@@ -273,6 +272,92 @@ mod tests {
             ("https://xn--zz.com", ValidationCode::UrlHostInvalid),
             (long_label.as_str(), ValidationCode::UrlHostInvalid),
             (long.as_str(), ValidationCode::UrlTooLong),
+            (
+                "https://api.contoso.test",
+                ValidationCode::UrlHostSpecialUse,
+            ),
+            (
+                "https://api.contoso.test.",
+                ValidationCode::UrlHostSpecialUse,
+            ),
+            ("https://printer.local/", ValidationCode::UrlHostSpecialUse),
+            (
+                "https://svc.internal/hook",
+                ValidationCode::UrlHostSpecialUse,
+            ),
+            ("https://www.example", ValidationCode::UrlHostSpecialUse),
+            ("https://x.invalid", ValidationCode::UrlHostSpecialUse),
+            ("https://abc.onion", ValidationCode::UrlHostSpecialUse),
+            ("https://x.alt", ValidationCode::UrlHostSpecialUse),
+            (
+                "https://router.home.arpa",
+                ValidationCode::UrlHostSpecialUse,
+            ),
+            ("https://api.localhost", ValidationCode::UrlLocalhost),
+            (
+                "https://p\u{0430}ypal.com",
+                ValidationCode::UrlHostMixedScript,
+            ),
+            (
+                "https://xn--pypal-4ve.com",
+                ValidationCode::UrlHostMixedScript,
+            ),
+            (
+                "https://login.micr\u{043E}soft.com/x",
+                ValidationCode::UrlHostMixedScript,
+            ),
+            ("https://[::ffff:10.0.0.1]", ValidationCode::UrlIpLiteral),
+            ("https://0300.0250.0.1", ValidationCode::UrlIpLiteral),
+            // Hosts that browsers and plain RFC 3986 readers would read differently.
+            (
+                "https://api.contoso.com\\@evil.com",
+                ValidationCode::UrlInvalid,
+            ),
+            (
+                "https://evil.com\\@api.contoso.com",
+                ValidationCode::UrlInvalid,
+            ),
+            ("https:/\\api.contoso.com", ValidationCode::UrlInvalid),
+            (
+                "https://api.contoso.com%2eevil.com",
+                ValidationCode::UrlHostAmbiguous,
+            ),
+            (
+                "https://api%2Econtoso.com",
+                ValidationCode::UrlHostAmbiguous,
+            ),
+            (
+                "https://%61pi.contoso.com",
+                ValidationCode::UrlHostAmbiguous,
+            ),
+            (
+                "https://api.contoso.com:443@evil.com",
+                ValidationCode::UrlHasUserinfo,
+            ),
+            (
+                "https://api.contoso.com%40evil.com",
+                ValidationCode::UrlHostInvalid,
+            ),
+            (
+                "https://api.contoso.com:1",
+                ValidationCode::UrlPortNotAllowed,
+            ),
+            (
+                "https://api.contoso.com:0",
+                ValidationCode::UrlPortNotAllowed,
+            ),
+            (
+                "https://api.contoso.com:65535/",
+                ValidationCode::UrlPortNotAllowed,
+            ),
+            (
+                "https://api.contoso.com:-443/",
+                ValidationCode::UrlPortNotAllowed,
+            ),
+            (
+                "https://api.contoso.com:443:443/",
+                ValidationCode::UrlPortNotAllowed,
+            ),
         ];
         for (input, code) in cases {
             let error = TargetUrl::parse(input).expect_err(input);
@@ -325,8 +410,8 @@ mod tests {
     #[test]
     fn duplicate_target_urls_are_detected_after_normalisation() {
         let errors = parse_target_url_list(&strings(&[
-            "https://xn--bcher-kva.example",
-            "https://bücher.example/",
+            "https://xn--bcher-kva.de",
+            "https://bücher.de/",
             "https://API.contoso.com",
             "https://api.contoso.com.:443",
             "https://api.contoso.com/v1",

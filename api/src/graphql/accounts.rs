@@ -104,7 +104,9 @@ impl From<IssuedSession> for AuthPayload {
 #[derive(InputObject)]
 pub struct SignUpInput {
     pub email: String,
-    /// At least 12 characters; any characters.
+    /// 12 to 128 characters, any characters, not a common password; 12 must remain once
+    /// every occurrence of the e-mail address and of its local part is taken out
+    /// (`PASSWORD_CONTAINS_EMAIL`).
     pub password: String,
 }
 
@@ -318,7 +320,9 @@ impl AccountMutation {
         })
     }
 
-    /// Creates an API token for scripts; the secret is in the payload, once.
+    /// Creates an API token for scripts; the secret is in the payload, once. Needs a session
+    /// signed in with the password: from a request made with an API token it is the user error
+    /// `SESSION_REQUIRED`, so a leaked token cannot mint others that outlive its revocation.
     #[graphql(guard = "RoleGuard(Role::Submitter)")]
     async fn create_api_token(
         &self,
@@ -377,7 +381,9 @@ impl AccountMutation {
         )
     }
 
-    /// Admin only: disables or re-enables an account. A disabled account loses access at once.
+    /// Admin only: disables or re-enables an account. A disabled account loses access at once:
+    /// its sessions end and its API tokens are revoked for good, so re-enabling it revives
+    /// neither (the user signs in again and creates new tokens).
     #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn set_user_disabled(
         &self,

@@ -79,8 +79,9 @@ pub fn sdl() -> String {
     builder().finish().sdl_with_options(options)
 }
 
-/// Turns a service result into a mutation payload: user errors into `userErrors`, anything else
-/// into a top-level error.
+/// Turns a service result into a mutation payload: user errors into `userErrors` (at most
+/// [`crate::error::MAX_USER_ERRORS`], then one `TOO_MANY_ERRORS`), anything else into a
+/// top-level error.
 pub(crate) fn payload<T, P: Default>(
     result: Result<T, PayloadError>,
     build: impl FnOnce(T) -> P,
@@ -90,7 +91,7 @@ pub(crate) fn payload<T, P: Default>(
         Ok(value) => Ok(build(value)),
         Err(PayloadError::User(errors)) => {
             let mut empty = P::default();
-            set_errors(&mut empty, errors);
+            set_errors(&mut empty, crate::error::cap_user_errors(errors));
             Ok(empty)
         }
         Err(PayloadError::Api(error)) => Err(error.into()),

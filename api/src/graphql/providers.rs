@@ -492,9 +492,11 @@ pub struct UpdateProviderDetailsInput {
     pub provider_id: ID,
     /// The provider's `version` the edit was made against.
     pub expected_version: i32,
-    /// 1 to 20 static sender addresses, e.g. `myservice@contoso.com`.
+    /// 1 to 20 static sender addresses, e.g. `myservice@contoso.com`; a longer list is
+    /// `TOO_MANY` at `["senderEmails"]`.
     pub sender_emails: Vec<String>,
-    /// 1 to 20 https URLs that process the actions, e.g. `https://api.myservice.com`.
+    /// 1 to 20 https URLs that process the actions, e.g. `https://api.myservice.com`; a longer
+    /// list is `TOO_MANY` at `["targetUrls"]`.
     pub target_urls: Vec<String>,
     /// Optional PEM of an RSA (>= 2048 bits) public key for signed cards.
     pub public_key: Option<String>,

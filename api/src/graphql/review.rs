@@ -24,8 +24,9 @@ use crate::{
 /// Which submissions the queue shows; every field narrows it.
 #[derive(InputObject, Default)]
 pub struct ReviewQueueFilter {
-    /// Default: `SUBMITTED` and `IN_REVIEW`.
+    /// Default: `SUBMITTED` and `IN_REVIEW`. Repeated values count once.
     pub statuses: Option<Vec<SubmissionStatus>>,
+    /// Repeated values count once.
     pub scopes: Option<Vec<Scope>>,
     pub claimed_by: Option<ClaimFilter>,
     pub submitted_before: Option<DateTime<Utc>>,
@@ -53,7 +54,7 @@ pub struct AttestationInput {
 #[derive(InputObject)]
 pub struct ApproveSubmissionInput {
     pub submission_id: ID,
-    /// Required for Global: one for each criterion checked by hand.
+    /// Required for Global: one for each criterion checked by hand; at most 10 (`TOO_MANY`).
     #[graphql(default)]
     pub attestations: Vec<AttestationInput>,
 }
@@ -72,7 +73,10 @@ pub struct RequestChangesInput {
     pub submission_id: ID,
     /// What to change and why; shown to the submitter.
     pub reason: String,
-    /// Field paths concerned, e.g. `providerDetails.targetUrls`.
+    /// 1 to 50 paths of registration form fields to change, each once: a section
+    /// (`publisherInfo`), a field of it (`contactInfo.email`, `providerDetails.targetUrls`) or one
+    /// entry of a list (`providerDetails.targetUrls[0]`). Any other path is a user error
+    /// `UNKNOWN_FIELD` (a repeated one `DUPLICATE`) and nothing changes.
     pub fields: Vec<String>,
 }
 

@@ -130,6 +130,17 @@ fn like_pattern(search: &str) -> String {
     escaped
 }
 
+/// The values of `items` in first-seen order, each once.
+fn distinct<T: Copy + PartialEq>(items: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for &item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
 /// Reads a page of the queue in two statements: the count and the page.
 pub async fn review_queue(
     state: &AppState,
@@ -139,13 +150,19 @@ pub async fn review_queue(
     limit: u64,
     after: Option<&QueueCursor>,
 ) -> ApiResult<QueuePage> {
-    let statuses = filter
-        .statuses
-        .clone()
-        .unwrap_or_else(|| vec![SubmissionStatus::Submitted, SubmissionStatus::InReview]);
+    // Repeated enum values are dropped, so however long the client's list, the SQL `IN` holds
+    // at most one parameter per status or scope (a list of 500,000 would otherwise exceed
+    // PostgreSQL's 65,535 bind parameters and fail as an internal error).
+    let statuses = distinct(
+        filter
+            .statuses
+            .as_deref()
+            .unwrap_or(&[SubmissionStatus::Submitted, SubmissionStatus::InReview]),
+    );
     let mut condition =
         Condition::all().add(submission::Column::Status.is_in(statuses.iter().map(|s| s.as_str())));
     if let Some(scopes) = &filter.scopes {
+        let scopes = distinct(scopes);
         condition =
             condition.add(submission::Column::Scope.is_in(scopes.iter().map(|s| s.as_str())));
     }

@@ -16,7 +16,8 @@ use crate::{
     events::{self, EventKind, NewEvent},
     notifications::{self, Decision as NotifiedDecision},
     registration::{
-        Scope, SubmissionStatus, activate_submission, decision_notification, visible_submission,
+        Scope, SubmissionStatus, activate_submission, decision_notification, is_form_path,
+        visible_submission,
     },
     state::AppState,
 };
@@ -54,6 +55,55 @@ pub const MANUAL_CRITERIA: [Criterion; 2] = [
     Criterion::SendingVolumeHistory,
     Criterion::SpamComplaintRate,
 ];
+
+/// Most field paths one change request may name.
+pub const MAX_REQUESTED_FIELDS: usize = 50;
+
+/// Checks the fields of a change request: 1 to [`MAX_REQUESTED_FIELDS`] paths of the
+/// registration form ([`crate::registration::is_form_path`]: `contactInfo.email`,
+/// `providerDetails.targetUrls[0]`, a whole section such as `publisherInfo`), each named once.
+/// Surrounding whitespace is trimmed; every unknown or repeated path is a user error at its
+/// index, so nothing is recorded, e-mailed or shown to the submitter that points nowhere.
+fn requested_fields(fields: &[String]) -> Result<Vec<String>, PayloadError> {
+    if fields.is_empty() || fields.len() > MAX_REQUESTED_FIELDS {
+        return Err(PayloadError::field(
+            "fields",
+            "FIELDS_REQUIRED",
+            format!("name 1 to {MAX_REQUESTED_FIELDS} fields to change"),
+        ));
+    }
+    let mut errors = Vec::new();
+    let mut accepted: Vec<String> = Vec::with_capacity(fields.len());
+    for (index, raw) in fields.iter().enumerate() {
+        let path = raw.trim();
+        let at = [PathSegment::Field("fields"), PathSegment::Index(index)];
+        if !is_form_path(path) {
+            errors.push(UserError::new(
+                at,
+                "UNKNOWN_FIELD",
+                format!(
+                    "{} is not a field of the registration form; name a section, a field or a \
+                     list entry, e.g. contactInfo.email, providerDetails.targetUrls[0] or \
+                     publisherInfo",
+                    crate::domain::quote(path)
+                ),
+            ));
+        } else if accepted.iter().any(|earlier| earlier == path) {
+            errors.push(UserError::new(
+                at,
+                "DUPLICATE",
+                format!("{path} is named twice; name each field once"),
+            ));
+        } else {
+            accepted.push(path.to_owned());
+        }
+    }
+    if errors.is_empty() {
+        Ok(accepted)
+    } else {
+        Err(PayloadError::User(errors))
+    }
+}
 
 fn reason_text(field: &'static str, reason: &str) -> Result<String, PayloadError> {
     let reason = reason.trim();
@@ -283,11 +333,26 @@ pub async fn release_expired_claims(state: &AppState) -> ApiResult<usize> {
     Ok(released)
 }
 
+/// Most attestations one approval may carry: every manual criterion once, with room for a
+/// client that repeats one; a longer list is refused before any entry is looked at.
+pub const MAX_ATTESTATIONS: usize = 10;
+
 /// Checks that a Global approval attests every manual criterion, with a note.
 fn check_attestations(
     scope: Option<Scope>,
     attestations: &[Attestation],
 ) -> Result<(), PayloadError> {
+    if attestations.len() > MAX_ATTESTATIONS {
+        return Err(PayloadError::field(
+            "attestations",
+            "TOO_MANY",
+            format!(
+                "give at most {MAX_ATTESTATIONS} attestations, one per criterion checked by hand \
+                 ({} were given)",
+                attestations.len()
+            ),
+        ));
+    }
     let mut errors = Vec::new();
     for (index, attestation) in attestations.iter().enumerate() {
         let repeated = attestations[..index]
@@ -359,18 +424,7 @@ pub async fn decide(
         },
         Decision::RequestChanges { reason, fields } => {
             let reason = reason_text("reason", &reason)?;
-            let fields: Vec<String> = fields
-                .iter()
-                .map(|f| f.trim().to_owned())
-                .filter(|f| !f.is_empty())
-                .collect();
-            if fields.is_empty() || fields.len() > 50 || fields.iter().any(|f| f.len() > 200) {
-                return Err(PayloadError::field(
-                    "fields",
-                    "FIELDS_REQUIRED",
-                    "name 1 to 50 fields to change",
-                ));
-            }
+            let fields = requested_fields(&fields)?;
             Decision::RequestChanges { reason, fields }
         }
         approve => approve,
@@ -608,4 +662,98 @@ pub async fn add_comment(
     txn.commit().await?;
     state.bus.publish(vec![recorded.clone()]);
     Ok(recorded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn user_errors(result: Result<Vec<String>, PayloadError>) -> Vec<(Vec<String>, String)> {
+        match result {
+            Err(PayloadError::User(errors)) => errors
+                .into_iter()
+                .map(|error| (error.field, error.code))
+                .collect(),
+            other => panic!("expected user errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn requested_fields_are_form_paths_named_once() {
+        assert_eq!(
+            requested_fields(&strings(&[
+                " contactInfo.email ",
+                "providerDetails.targetUrls[0]",
+                "publisherInfo"
+            ]))
+            .ok(),
+            Some(strings(&[
+                "contactInfo.email",
+                "providerDetails.targetUrls[0]",
+                "publisherInfo"
+            ]))
+        );
+        let errors = user_errors(requested_fields(&strings(&[
+            "contactInfo.email",
+            "contact.email",
+            "targets[0]",
+            "contactInfo.email",
+            "",
+            "providerDetails.senderEmails[20]",
+        ])));
+        let at = |i: usize| vec!["fields".to_owned(), i.to_string()];
+        assert_eq!(
+            errors,
+            vec![
+                (at(1), "UNKNOWN_FIELD".to_owned()),
+                (at(2), "UNKNOWN_FIELD".to_owned()),
+                (at(3), "DUPLICATE".to_owned()),
+                (at(4), "UNKNOWN_FIELD".to_owned()),
+                (at(5), "UNKNOWN_FIELD".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn attestations_are_bounded_before_they_are_compared() {
+        let many: Vec<Attestation> = (0..100_000)
+            .map(|_| Attestation {
+                criterion: Criterion::Authenticated,
+                note: "x".to_owned(),
+            })
+            .collect();
+        let Err(PayloadError::User(errors)) = check_attestations(Some(Scope::Global), &many) else {
+            panic!("a flood of attestations must be refused");
+        };
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, vec!["attestations".to_owned()]);
+        assert_eq!(errors[0].code, "TOO_MANY");
+        let Err(PayloadError::User(errors)) =
+            check_attestations(Some(Scope::Global), &many[..MAX_ATTESTATIONS])
+        else {
+            panic!("not manual criteria");
+        };
+        assert!(errors.iter().any(|e| e.code == "NOT_A_MANUAL_CRITERION"));
+    }
+
+    #[test]
+    fn requested_fields_are_bounded() {
+        let none = user_errors(requested_fields(&[]));
+        assert_eq!(
+            none,
+            vec![(vec!["fields".to_owned()], "FIELDS_REQUIRED".to_owned())]
+        );
+        let many: Vec<String> = (0..=MAX_REQUESTED_FIELDS)
+            .map(|_| "scope".to_owned())
+            .collect();
+        let too_many = user_errors(requested_fields(&many));
+        assert_eq!(
+            too_many,
+            vec![(vec!["fields".to_owned()], "FIELDS_REQUIRED".to_owned())]
+        );
+    }
 }
