@@ -10,4 +10,5 @@ mod notifications;
 mod realtime;
 mod registration;
 mod review;
+mod robustness;
 mod transport;
