@@ -456,10 +456,16 @@ pub async fn livez() -> HttpResponse {
 /// second until the subscription is back, so taking the instance out of rotation would only
 /// drop their sockets.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = match state.db.ping().await {
-        Ok(()) => "ok",
-        Err(error) => {
+    // A black-holed database would hold the probe for the pool's whole acquire timeout (10 s).
+    let ping = tokio::time::timeout(Duration::from_secs(2), state.db.ping());
+    let database = match ping.await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(error)) => {
             tracing::warn!(error = %error, "readiness: database does not answer");
+            "unavailable"
+        }
+        Err(_) => {
+            tracing::warn!("readiness: database did not answer within 2 s");
             "unavailable"
         }
     };

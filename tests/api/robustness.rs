@@ -684,48 +684,74 @@ async fn websocket_upgrades_missing_headers_get_400_and_a_wrong_version_426() {
     assert_still_answers(&app).await;
 }
 
-/// A TCP forwarder between the service and a backing server that the test can cut (every open
-/// connection is dropped and new ones are closed at once) and restore.
+/// What the proxy does with traffic.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Forwards both ways.
+    Up,
+    /// Drops every open connection and closes new ones at once (a refused connection).
+    Cut,
+    /// Forwards nothing and closes nothing, old or new (a black hole: a dead route or a
+    /// firewall that drops packets). Connections held are dropped when the link changes.
+    Stalled,
+}
+
+/// A TCP forwarder between the service and a backing server, which the test can cut, stall and
+/// restore.
 struct Proxy {
     port: u16,
-    up: watch::Sender<bool>,
+    link: watch::Sender<Link>,
 }
 
 impl Proxy {
     async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("address").port();
-        let (up, state) = watch::channel(true);
+        let (link, state) = watch::channel(Link::Up);
         tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
                     continue;
                 };
-                let mut cut = state.clone();
-                if !*cut.borrow_and_update() {
-                    drop(client);
-                    continue;
-                }
+                let mut state = state.clone();
+                let now = *state.borrow_and_update();
                 tokio::spawn(async move {
+                    match now {
+                        Link::Cut => return,
+                        Link::Stalled => {
+                            let _ = state.wait_for(|link| *link != Link::Stalled).await;
+                            return;
+                        }
+                        Link::Up => {}
+                    }
                     let Ok(mut server) = TcpStream::connect(upstream).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.wait_for(|up| !*up) => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+                        _ = state.wait_for(|link| *link != Link::Up) => {}
+                    }
+                    // Held open, silent, until the link changes again.
+                    let stalled = *state.borrow() == Link::Stalled;
+                    if stalled {
+                        let _ = state.wait_for(|link| *link != Link::Stalled).await;
                     }
                 });
             }
         });
-        Self { port, up }
+        Self { port, link }
     }
 
     fn cut(&self) {
-        self.up.send_replace(false);
+        self.link.send_replace(Link::Cut);
+    }
+
+    fn stall(&self) {
+        self.link.send_replace(Link::Stalled);
     }
 
     fn restore(&self) {
-        self.up.send_replace(true);
+        self.link.send_replace(Link::Up);
     }
 }
 
@@ -863,6 +889,31 @@ async fn a_database_outage_fails_requests_cleanly_and_heals_by_itself() {
         )
         .await;
     assert_eq!(again["data"]["signUp"]["userErrors"], json!([]), "{again}");
+
+    // A black hole instead of a refusal: nothing answers and nothing is closed. The pool's
+    // acquire timeout (10 s) still bounds the wait; nothing hangs.
+    proxy.stall();
+    let response = viewer(&app).await.expect("the service answers");
+    assert_eq!(response.status().as_u16(), 500);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(error_code(&body), Some("INTERNAL_SERVER_ERROR"), "{body}");
+    assert_no_internals(&body);
+    let (status, ready) = readyz(&app).await;
+    assert_eq!(
+        (status, &ready["database"]),
+        (503, &json!("unavailable")),
+        "{ready}"
+    );
+    proxy.restore();
+    let (status, ready) = wait_for_readyz(&app, |status, _| status == 200).await;
+    assert_eq!(status, 200, "ready again by itself: {ready}");
+    let body: Value = viewer(&app)
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(body["data"]["viewer"]["id"], json!(user.id), "{body}");
 }
 
 #[tokio::test]
