@@ -172,6 +172,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Largest accepted HTTP request body.
     pub max_body_bytes: usize,
+    /// How long reading a request body may take in all (408 after that), so a client that
+    /// announces a body and stops sending cannot hold a connection forever.
+    pub body_read_timeout: Duration,
     /// Approve `MY_MAILBOX` submissions automatically when no automated check fails.
     pub auto_approve_my_mailbox: bool,
     /// Answer DKIM key lookups from this JSON file instead of DNS (development and tests).
@@ -272,6 +275,10 @@ impl Settings {
         if max_body_bytes < 1024 {
             bail!("MAX_BODY_BYTES must be at least 1024, got {max_body_bytes}");
         }
+        let body_read_timeout: u64 = env.parse("BODY_READ_TIMEOUT_SECONDS")?.unwrap_or(30);
+        if !(1..=600).contains(&body_read_timeout) {
+            bail!("BODY_READ_TIMEOUT_SECONDS must be between 1 and 600, got {body_read_timeout}");
+        }
         let mail = mail_settings(&env, production, &data_dir)?;
 
         let claim_lease_seconds: u64 = env.parse("CLAIM_LEASE_SECONDS")?.unwrap_or(1800);
@@ -306,6 +313,7 @@ impl Settings {
             graphiql: env.parse_bool("GRAPHIQL")?.unwrap_or(!production),
             log_format: env.parse("LOG_FORMAT")?.unwrap_or(LogFormat::Pretty),
             max_body_bytes,
+            body_read_timeout: Duration::from_secs(body_read_timeout),
             auto_approve_my_mailbox: env.parse_bool("AUTO_APPROVE_MY_MAILBOX")?.unwrap_or(true),
             dkim_dns_fixture: env.string("DKIM_DNS_FIXTURE").map(PathBuf::from),
             claim_lease: Duration::from_secs(claim_lease_seconds),

@@ -21,7 +21,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use actix_web::{
@@ -103,10 +103,10 @@ fn negotiate(request: &HttpRequest) -> Option<ResponseType> {
 /// The GraphQL-over-HTTP request parameters.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GraphqlParams {
-    query: String,
-    operation_name: Option<String>,
-    variables: Option<serde_json::Value>,
+pub(crate) struct GraphqlParams {
+    pub(crate) query: String,
+    pub(crate) operation_name: Option<String>,
+    pub(crate) variables: Option<serde_json::Value>,
     #[expect(
         dead_code,
         reason = "accepted per the specification; no extension is implemented"
@@ -129,7 +129,7 @@ fn transport_error(
 /// `POST /graphql` and `GET /graphql`.
 pub async fn graphql(
     request: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
     schema: web::Data<AppSchema>,
 ) -> HttpResponse {
@@ -161,6 +161,12 @@ pub async fn graphql(
                 "send the request body as application/json",
             );
         }
+        let body = match read_body(&request, payload, state.settings.body_read_timeout).await {
+            Ok(body) => body,
+            Err((status, code, message)) => {
+                return transport_error(status, response_type, code, message);
+            }
+        };
         match parse_post_body(&body) {
             Ok(params) => params,
             Err(message) => return bad_request(&message),
@@ -176,6 +182,14 @@ pub async fn graphql(
     if let Err(exceeded) = limits::check_size(&params.query) {
         return transport_error(
             StatusCode::PAYLOAD_TOO_LARGE,
+            response_type,
+            exceeded.code,
+            &exceeded.message,
+        );
+    }
+    if let Err(exceeded) = limits::check_nesting(&params.query) {
+        return transport_error(
+            StatusCode::BAD_REQUEST,
             response_type,
             exceeded.code,
             &exceeded.message,
@@ -411,7 +425,52 @@ fn is_json_content_type(request: &HttpRequest) -> bool {
     media.eq_ignore_ascii_case(APPLICATION_JSON) && charset_ok
 }
 
-fn parse_post_body(body: &[u8]) -> Result<GraphqlParams, String> {
+/// Reads the whole body within `timeout`, decoded and capped at `MAX_BODY_BYTES` as actix's
+/// `Bytes` extractor does. actix times out reading a request's head but not its body, so
+/// without the deadline a client that announces a body and stops sending would hold the
+/// connection and its worker slot forever. On a refusal the rest of the body is never read and
+/// actix closes the connection after the response.
+async fn read_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    timeout: Duration,
+) -> Result<web::Bytes, (StatusCode, &'static str, &'static str)> {
+    use actix_web::FromRequest;
+    let mut payload = payload.into_inner();
+    match tokio::time::timeout(timeout, web::Bytes::from_request(request, &mut payload)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(error))
+            if error.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "BODY_TOO_LARGE",
+                "the request body is larger than this service accepts",
+            ))
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "request body unreadable");
+            Err((
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "the request body could not be read",
+            ))
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout.seconds = timeout.as_secs(),
+                "request body not received in time"
+            );
+            Err((
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                "the request body did not arrive in time",
+            ))
+        }
+    }
+}
+
+pub(crate) fn parse_post_body(body: &[u8]) -> Result<GraphqlParams, String> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|error| format!("the body is not valid JSON: {error}"))?;
     if value.is_array() {
@@ -421,7 +480,7 @@ fn parse_post_body(body: &[u8]) -> Result<GraphqlParams, String> {
         .map_err(|error| format!("the body is not a GraphQL request: {error}"))
 }
 
-fn parse_get_params(query_string: &str) -> Result<GraphqlParams, String> {
+pub(crate) fn parse_get_params(query_string: &str) -> Result<GraphqlParams, String> {
     let pairs: HashMap<String, String> = serde_urlencoded::from_str(query_string)
         .map_err(|_| "the query string is malformed".to_owned())?;
     let query = pairs
@@ -486,10 +545,16 @@ pub async fn livez() -> HttpResponse {
 /// second until the subscription is back, so taking the instance out of rotation would only
 /// drop their sockets.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = match state.db.ping().await {
-        Ok(()) => "ok",
-        Err(error) => {
+    // A black-holed database would hold the probe for the pool's whole acquire timeout (10 s).
+    let ping = tokio::time::timeout(Duration::from_secs(2), state.db.ping());
+    let database = match ping.await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(error)) => {
             tracing::warn!(error = %error, "readiness: database does not answer");
+            "unavailable"
+        }
+        Err(_) => {
+            tracing::warn!("readiness: database did not answer within 2 s");
             "unavailable"
         }
     };

@@ -10,6 +10,8 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fuzz;
 pub mod graphql;
 pub mod http;
 pub mod metrics;

@@ -581,6 +581,13 @@ impl Connection {
             );
             return self.send_error(&id, &message, "RATE_LIMITED").await;
         }
+        if let Err(exceeded) = crate::graphql::limits::check_query(&payload.query) {
+            tracing::warn!(
+                code = exceeded.code,
+                "subscription refused by a document limit"
+            );
+            return self.send_error(&id, &exceeded.message, exceeded.code).await;
+        }
         let variables = match payload.variables {
             None | Some(Value::Null) => Variables::default(),
             Some(value @ Value::Object(_)) => Variables::from_json(value),

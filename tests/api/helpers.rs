@@ -35,7 +35,7 @@ pub struct TestUser {
 
 /// Where this test's data goes: a new PostgreSQL database per test when `TEST_DATABASE_URL`
 /// names a server, else a SQLite file of its own.
-async fn fresh_database_url() -> String {
+pub async fn fresh_database_url() -> String {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(server_url) if !server_url.is_empty() => {
             let name = format!("amdash_test_{}", Uuid::new_v4().simple());

@@ -12,4 +12,5 @@ mod rate_limits;
 mod realtime;
 mod registration;
 mod review;
+mod robustness;
 mod transport;

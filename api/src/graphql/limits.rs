@@ -20,6 +20,11 @@ pub const MAX_ROOT_FIELDS: usize = 20;
 pub const MAX_EXPANDED_FIELDS: usize = 2_000;
 /// Deepest fragment spread chain followed.
 const MAX_SPREAD_DEPTH: usize = 32;
+/// Deepest accepted nesting of `{`, `[` and `(` together, counted before parsing. The parser
+/// limits selection sets itself but not list and object values, and turning a deeply nested
+/// value into a document, or validating it, recurses once per level: a few hundred levels
+/// overflow a worker thread's stack and abort the process.
+pub const MAX_NESTING: usize = 64;
 
 /// Why a document was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,6 +51,79 @@ pub fn check_size(query: &str) -> Result<(), LimitExceeded> {
         ));
     }
     Ok(())
+}
+
+/// Checks how deeply brackets nest, skipping strings, block strings and comments the way the
+/// GraphQL grammar reads them; call before parsing. A document the grammar reads differently
+/// fails to parse anyway, so the count never has to be exact for such a document.
+pub fn check_nesting(query: &str) -> Result<(), LimitExceeded> {
+    let bytes = query.as_bytes();
+    let (mut depth, mut at) = (0usize, 0usize);
+    while let Some(&byte) = bytes.get(at) {
+        match byte {
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(LimitExceeded::new(
+                        "NESTING_TOO_DEEP",
+                        format!(
+                            "brackets nest deeper than {MAX_NESTING} levels; pass deep values as variables"
+                        ),
+                    ));
+                }
+                at += 1;
+            }
+            b'}' | b']' | b')' => {
+                depth = depth.saturating_sub(1);
+                at += 1;
+            }
+            b'#' => {
+                // A comment runs to the end of the line.
+                at += bytes[at..]
+                    .iter()
+                    .position(|&b| b == b'\n' || b == b'\r')
+                    .unwrap_or(bytes.len() - at);
+            }
+            b'"' if bytes[at..].starts_with(b"\"\"\"") => {
+                // A block string ends at the first `"""` not escaped as `\"""`.
+                at += 3;
+                loop {
+                    let rest = &bytes[at.min(bytes.len())..];
+                    if rest.is_empty() || rest.starts_with(b"\"\"\"") {
+                        at += 3;
+                        break;
+                    }
+                    at += if rest.starts_with(b"\\\"\"\"") { 4 } else { 1 };
+                }
+            }
+            b'"' => {
+                // A string ends at an unescaped `"` or at a line break (where it is invalid).
+                at += 1;
+                while let Some(&b) = bytes.get(at) {
+                    at += 1;
+                    match b {
+                        b'\\' => at += 1,
+                        b'"' | b'\n' | b'\r' => break,
+                        _ => {}
+                    }
+                }
+            }
+            _ => at += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Every check on a document that has not been parsed yet: size, nesting, then (when it parses;
+/// the schema reports parse errors itself) the limits of [`check_document`]. For transports
+/// that hand the text straight to the schema (WebSocket subscriptions).
+pub fn check_query(query: &str) -> Result<(), LimitExceeded> {
+    check_size(query)?;
+    check_nesting(query)?;
+    match async_graphql::parser::parse_query(query) {
+        Ok(document) => check_document(&document),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Checks every operation of a parsed document.
@@ -180,6 +258,44 @@ mod tests {
             check_size(&"x".repeat(MAX_DOCUMENT_BYTES + 1)).map_err(|e| e.code),
             Err("QUERY_TOO_LARGE")
         );
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings_and_comments() {
+        let deep = |n: usize| {
+            format!(
+                "{{ node(id: {}1{}) {{ id }} }}",
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(check_nesting(&deep(MAX_NESTING - 2)).is_ok());
+        assert_eq!(
+            check_nesting(&deep(MAX_NESTING)).map_err(|e| e.code),
+            Err("NESTING_TOO_DEEP")
+        );
+        let objects = format!(
+            "{{ node(id: {}1{}) {{ id }} }}",
+            "{a:".repeat(300),
+            "}".repeat(300)
+        );
+        assert!(check_nesting(&objects).is_err());
+        // Brackets inside strings, block strings and comments do not count, whichever way.
+        let noise = "[".repeat(200);
+        for quiet in [
+            format!("{{ viewer {{ id }} }} # {noise}"),
+            format!("{{ node(id: \"{noise}\\\"\") {{ id }} }}"),
+            format!("{{ node(id: \"\"\"{noise} \\\"\"\" \"\"\") {{ id }} }}"),
+        ] {
+            assert!(check_nesting(&quiet).is_ok(), "{quiet}");
+        }
+        // Closing brackets hidden in a string cannot offset real nesting.
+        let hidden = format!(
+            "{{ node(id: {}\"{}\"1) {{ id }} }}",
+            "[".repeat(MAX_NESTING + 1),
+            "]".repeat(MAX_NESTING + 1)
+        );
+        assert!(check_nesting(&hidden).is_err());
     }
 
     #[test]
