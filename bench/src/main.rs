@@ -2,6 +2,7 @@
 //! (and the service it started) on Ctrl-C.
 
 mod cpu;
+mod fanout;
 mod graphql;
 mod load;
 mod login_flood;
@@ -28,6 +29,9 @@ enum Command {
     /// Throughput of the reviewer queue page through GraphQL against a plain actix handler
     /// returning the same rows, and the SQL statements per GraphQL request.
     Queue(queue::Args),
+    /// Thousands of idle subscribed WebSockets on one instance: memory per connection, the
+    /// time from a mutation to every subscriber's `next`, and the Redis hop between instances.
+    Fanout(fanout::Args),
 }
 
 #[tokio::main]
@@ -37,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::LoginFlood(args) => login_flood::run(args).await,
             Command::Queue(args) => queue::run(args).await,
+            Command::Fanout(args) => fanout::run(args).await,
         }
     };
     // Dropping `work` drops the running service, which kills the child process.

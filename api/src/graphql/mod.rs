@@ -13,7 +13,7 @@ mod subscriptions;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
 pub use node::{GlobalId, Node};
-pub use subscriptions::{SubscribedAt, SubscriptionRoot};
+pub use subscriptions::{SharedRows, SubscribedAt, SubscriptionRoot};
 
 use crate::{
     error::{PayloadError, UserError},
@@ -62,7 +62,10 @@ pub fn build_schema(state: AppState) -> AppSchema {
     if state.settings.environment == crate::config::Environment::Production {
         builder = builder.disable_suggestions();
     }
-    builder.data(state).finish()
+    builder
+        .data(state)
+        .data(std::sync::Arc::new(SharedRows::default()))
+        .finish()
 }
 
 /// The SDL committed as `schema.graphql`: fields, arguments and enum values sorted so that the
