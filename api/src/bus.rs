@@ -357,7 +357,9 @@ impl Feed {
                 return None;
             }
             if self.reading_log {
-                if let Err(error) = self.read_log_page().await {
+                // Boxed: a query's future is large, and inline it would stay part of every
+                // idle subscriber's state.
+                if let Err(error) = Box::pin(self.read_log_page()).await {
                     self.failed = true;
                     return Some(Err(error));
                 }

@@ -609,6 +609,11 @@ pub struct RealtimeSettings {
     /// How often the credentials behind a socket are checked again (revoked token, disabled
     /// user, changed role); an access token's expiry closes the socket at the expiry itself.
     pub auth_recheck_interval: Duration,
+    /// Inbound messages one socket may send per second, sustained (a token bucket refilled at
+    /// this rate); beyond its burst the socket is closed with 4429.
+    pub max_messages_per_second: u32,
+    /// How many messages a socket may send at once before the rate applies (the bucket's size).
+    pub message_burst: u32,
 }
 
 fn realtime_settings(env: &Vars<'_>) -> anyhow::Result<RealtimeSettings> {
@@ -662,6 +667,17 @@ fn realtime_settings(env: &Vars<'_>) -> anyhow::Result<RealtimeSettings> {
     if !(1..=3600).contains(&recheck) {
         bail!("WS_AUTH_RECHECK_SECONDS must be between 1 and 3600, got {recheck}");
     }
+    let max_messages_per_second: u32 = env.parse("WS_MAX_MESSAGES_PER_SECOND")?.unwrap_or(10);
+    if !(1..=10_000).contains(&max_messages_per_second) {
+        bail!(
+            "WS_MAX_MESSAGES_PER_SECOND must be between 1 and 10000, got \
+             {max_messages_per_second}"
+        );
+    }
+    let message_burst: u32 = env.parse("WS_MESSAGE_BURST")?.unwrap_or(100);
+    if !(1..=100_000).contains(&message_burst) {
+        bail!("WS_MESSAGE_BURST must be between 1 and 100000, got {message_burst}");
+    }
     Ok(RealtimeSettings {
         allowed_origins,
         max_message_bytes,
@@ -669,6 +685,8 @@ fn realtime_settings(env: &Vars<'_>) -> anyhow::Result<RealtimeSettings> {
         max_connections_per_user: max_connections,
         init_timeout: Duration::from_secs(init_timeout),
         auth_recheck_interval: Duration::from_secs(recheck),
+        max_messages_per_second,
+        message_burst,
     })
 }
 
@@ -1062,6 +1080,34 @@ mod tests {
         assert!(message.contains("ALLOWED_ORIGINS"), "{message}");
         let message = error_of(&[("JWT_KEYS", KEY), ("WS_MAX_MESSAGE_BYTES", "10")]);
         assert!(message.contains("WS_MAX_MESSAGE_BYTES"), "{message}");
+    }
+
+    #[test]
+    fn the_inbound_message_rate_has_defaults_and_bounds() {
+        let realtime = settings(&[("JWT_KEYS", KEY)]).expect("defaults").realtime;
+        assert_eq!(
+            (realtime.max_messages_per_second, realtime.message_burst),
+            (10, 100)
+        );
+        let realtime = settings(&[
+            ("JWT_KEYS", KEY),
+            ("WS_MAX_MESSAGES_PER_SECOND", "3"),
+            ("WS_MESSAGE_BURST", "7"),
+        ])
+        .expect("valid limits")
+        .realtime;
+        assert_eq!(
+            (realtime.max_messages_per_second, realtime.message_burst),
+            (3, 7)
+        );
+        for (name, value) in [
+            ("WS_MAX_MESSAGES_PER_SECOND", "0"),
+            ("WS_MAX_MESSAGES_PER_SECOND", "fast"),
+            ("WS_MESSAGE_BURST", "0"),
+        ] {
+            let message = error_of(&[("JWT_KEYS", KEY), (name, value)]);
+            assert!(message.contains(name), "{message}");
+        }
     }
 
     #[test]

@@ -17,7 +17,10 @@
 //!   `error` message) and a user holds at most `WS_MAX_CONNECTIONS_PER_USER` sockets on an
 //!   instance (more close with 1013, try again later);
 //! - every operation runs with the viewer of the socket, so subscriptions pass the same
-//!   authorization as queries.
+//!   authorization as queries;
+//! - a socket may send `WS_MAX_MESSAGES_PER_SECOND` messages per second after a burst of
+//!   `WS_MESSAGE_BURST` (a token bucket; every inbound message counts, pings included); one more
+//!   closes it with 4429 "Too many messages".
 
 use std::{
     collections::HashMap,
@@ -38,7 +41,7 @@ use futures_util::{
     future::{AbortHandle, Abortable},
     stream::{BoxStream, SelectAll},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep_until, timeout};
 use uuid::Uuid;
@@ -72,6 +75,9 @@ mod close {
     pub const INIT_TIMEOUT: u16 = 4408;
     pub const SUBSCRIBER_EXISTS: u16 = 4409;
     pub const TOO_MANY_INIT: u16 = 4429;
+    /// The same code for a client over its message rate: `graphql-ws` treats 4429 as fatal, so
+    /// a flooding client does not reconnect in a loop.
+    pub const TOO_MANY_MESSAGES: u16 = 4429;
     pub const INTERNAL_SERVER_ERROR: u16 = 4500;
     /// RFC 6455: the peer is going away (here: it stopped answering).
     pub const GOING_AWAY: u16 = 1001;
@@ -83,6 +89,40 @@ mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// RFC 6455: the peer broke the WebSocket protocol itself.
     pub const PROTOCOL_ERROR: u16 = 1002;
+}
+
+/// A token bucket of inbound messages: `burst` tokens at first, refilled at `per_second`, one
+/// spent per message.
+#[derive(Debug)]
+struct MessageBudget {
+    tokens: f64,
+    burst: f64,
+    per_second: f64,
+    refilled_at: Instant,
+}
+
+impl MessageBudget {
+    fn new(per_second: u32, burst: u32, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            burst: f64::from(burst),
+            per_second: f64::from(per_second),
+            refilled_at: now,
+        }
+    }
+
+    /// Spends a token for a message that arrived at `now`; `false` when none is left.
+    fn spend(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Open sockets per user on this instance, to enforce `WS_MAX_CONNECTIONS_PER_USER`.
@@ -259,6 +299,15 @@ struct Authenticated {
     _slot: ConnectionSlot,
 }
 
+/// A `next` message, serialised without building a JSON value first.
+#[derive(Serialize)]
+struct NextMessage<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    payload: &'a async_graphql::Response,
+}
+
 /// What an operation's stream produced.
 enum Output {
     Next(async_graphql::Response),
@@ -308,6 +357,11 @@ impl Connection {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
+        let mut budget = MessageBudget::new(
+            self.settings.max_messages_per_second,
+            self.settings.message_burst,
+            last_heard,
+        );
 
         let flow = loop {
             let deadline = match &self.phase {
@@ -317,12 +371,25 @@ impl Connection {
             let flow = tokio::select! {
                 message = messages.recv() => {
                     last_heard = Instant::now();
-                    self.on_message(message).await
+                    let counted = matches!(&message, Some(Ok(m)) if !matches!(m, AggregatedMessage::Close(_)));
+                    if counted && !budget.spend(last_heard) {
+                        tracing::warn!(
+                            limit.per_second = self.settings.max_messages_per_second,
+                            limit.burst = self.settings.message_burst,
+                            "websocket closed: too many messages"
+                        );
+                        Flow::Close(close::TOO_MANY_MESSAGES, "Too many messages".into())
+                    } else {
+                        // The handlers are boxed: their futures (authentication, a subscription's
+                        // start) are large and short-lived, and inline they would make every
+                        // idle socket's task as big as the largest of them.
+                        Box::pin(self.on_message(message)).await
+                    }
                 }
                 Some((key, id, output)) = self.outputs.next(), if !self.outputs.is_empty() => {
-                    self.on_output(key, id, output).await
+                    Box::pin(self.on_output(key, id, output)).await
                 }
-                _ = sleep_until(deadline) => self.on_deadline().await,
+                _ = sleep_until(deadline) => Box::pin(self.on_deadline()).await,
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > IDLE_LIMIT {
                         Flow::Close(close::GOING_AWAY, "No activity".into())
@@ -356,7 +423,11 @@ impl Connection {
     }
 
     async fn send(&mut self, message: Value) -> Flow {
-        match timeout(SEND_TIMEOUT, self.session.text(message.to_string())).await {
+        self.send_text(message.to_string()).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Flow {
+        match timeout(SEND_TIMEOUT, self.session.text(text)).await {
             Ok(Ok(())) => Flow::Continue,
             Ok(Err(_)) => Flow::Stop,
             Err(_) => {
@@ -638,8 +709,19 @@ impl Connection {
         }
         match output {
             Output::Next(response) => {
-                self.send(json!({ "id": id, "type": "next", "payload": response }))
-                    .await
+                // Written straight to text: no intermediate JSON tree per subscriber.
+                let message = NextMessage {
+                    id: &id,
+                    kind: "next",
+                    payload: &response,
+                };
+                match serde_json::to_string(&message) {
+                    Ok(text) => self.send_text(text).await,
+                    Err(error) => {
+                        tracing::error!(error = %error, "websocket: cannot encode a response");
+                        Flow::Close(close::INTERNAL_SERVER_ERROR, "Internal server error".into())
+                    }
+                }
             }
             Output::Error(errors) => {
                 self.operations.remove(&id);
@@ -679,4 +761,25 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_budget_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut budget = MessageBudget::new(2, 3, start);
+        assert!((0..3).all(|_| budget.spend(start)), "the burst");
+        assert!(!budget.spend(start), "over the burst");
+        // Half a second refills one token at 2 per second, and only one.
+        let later = start + Duration::from_millis(500);
+        assert!(budget.spend(later));
+        assert!(!budget.spend(later));
+        // A long pause refills up to the burst, not beyond.
+        let much_later = later + Duration::from_secs(60);
+        assert!((0..3).all(|_| budget.spend(much_later)));
+        assert!(!budget.spend(much_later));
+    }
 }

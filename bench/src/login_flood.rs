@@ -152,6 +152,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         database_url: args.database_url.clone(),
         password_hash_concurrency: args.password_hash_concurrency,
         extra_env: Vec::new(),
+        jwt_keys: None,
     };
     eprintln!("starting {}", binary.display());
     let service = Service::start(&binary, &options).await?;

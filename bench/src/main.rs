@@ -2,6 +2,7 @@
 //! (and the service it started) on Ctrl-C.
 
 mod cpu;
+mod fanout;
 mod graphql;
 mod load;
 mod login_flood;
@@ -32,6 +33,9 @@ enum Command {
     /// Every benchmark on PostgreSQL and Redis with a seeded data set, ending in one table of
     /// ratios and the quality bars met or not.
     Suite(suite::Args),
+    /// Thousands of idle subscribed WebSockets on one instance: memory per connection, the
+    /// time from a mutation to every subscriber's `next`, and the Redis hop between instances.
+    Fanout(fanout::Args),
 }
 
 #[tokio::main]
@@ -42,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
             Command::LoginFlood(args) => login_flood::run(args).await,
             Command::Queue(args) => queue::run(args).await,
             Command::Suite(args) => suite::run(args).await,
+            Command::Fanout(args) => fanout::run(args).await,
         }
     };
     // Dropping `work` drops the running service, which kills the child process.

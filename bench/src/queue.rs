@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// The password of every seeded account (passes the service's password policy).
-const PASSWORD: &str = "bench-queue-correct-horse-battery";
+pub(crate) const PASSWORD: &str = "bench-queue-correct-horse-battery";
 
 /// The measured operation: one queue page with its nested sections.
 const QUEUE_PAGE: &str = "query($first: Int) { reviewQueue(first: $first) { \
@@ -43,13 +43,13 @@ const QUEUE_IDS: &str = "query($after: String) { reviewQueue(first: 100, after: 
 /// Most pages of 100 read while listing the queue.
 const MAX_QUEUE_PAGES: usize = 1_000;
 
-const CREATE_USER: &str = "mutation($input: CreateUserInput!) { createUser(input: $input) { \
+pub(crate) const CREATE_USER: &str = "mutation($input: CreateUserInput!) { createUser(input: $input) { \
     user { id } userErrors { field code message } } }";
 const CREATE_PROVIDER: &str = "mutation($input: CreateProviderInput!) { createProvider(input: \
     $input) { provider { id version } userErrors { field code message } } }";
 const SUBMIT: &str = "mutation($input: SubmitForReviewInput!) { submitForReview(input: $input) \
     { submission { id status } userErrors { field code message } } }";
-const CLAIM: &str = "mutation($input: SubmissionRefInput!) { claimSubmission(input: $input) { \
+pub(crate) const CLAIM: &str = "mutation($input: SubmissionRefInput!) { claimSubmission(input: $input) { \
     submission { status } userErrors { field code message } } }";
 
 /// Page sizes at which the SQL statements per request are read.
@@ -181,6 +181,7 @@ pub async fn run_for_summary(args: Args) -> anyhow::Result<Summary> {
         database_url: args.database_url.clone(),
         password_hash_concurrency: None,
         extra_env,
+        jwt_keys: None,
     };
     eprintln!("starting {}", binary.display());
     let service = Service::start(&binary, &options).await?;
@@ -390,6 +391,26 @@ async fn seed(service: &Service, api: &Api, args: &Args, run_id: u128) -> anyhow
 /// Signs up submitter `index`, registers its provider, fills the Organization sections and
 /// submits it; returns the submission's id.
 async fn seed_provider(api: &Api, index: usize, run_id: u128) -> anyhow::Result<String> {
+    Ok(seed_submitted_provider(api, index, run_id)
+        .await?
+        .submission_id)
+}
+
+/// A provider registered and submitted by its own submitter.
+pub(crate) struct SubmittedProvider {
+    /// The submitter's access token.
+    pub owner_token: String,
+    pub provider_id: String,
+    pub submission_id: String,
+}
+
+/// Signs up submitter `index`, registers its provider, fills the Organization sections and
+/// submits it.
+pub(crate) async fn seed_submitted_provider(
+    api: &Api,
+    index: usize,
+    run_id: u128,
+) -> anyhow::Result<SubmittedProvider> {
     let token = api
         .sign_up(
             &format!("bench-submitter-{index}-{run_id}@contoso{index}.com"),
@@ -470,14 +491,19 @@ async fn seed_provider(api: &Api, index: usize, run_id: u128) -> anyhow::Result<
         payload["submission"]["status"] == "SUBMITTED",
         "submitForReview did not leave the submission SUBMITTED: {payload}"
     );
-    payload["submission"]["id"]
+    let submission_id = payload["submission"]["id"]
         .as_str()
         .map(str::to_owned)
-        .with_context(|| format!("submitForReview answered no id: {payload}"))
+        .with_context(|| format!("submitForReview answered no id: {payload}"))?;
+    Ok(SubmittedProvider {
+        owner_token: token,
+        provider_id,
+        submission_id,
+    })
 }
 
 /// Fails unless a mutation payload's `userErrors` is empty.
-fn no_user_errors(payload: &Value, mutation: &str) -> anyhow::Result<()> {
+pub(crate) fn no_user_errors(payload: &Value, mutation: &str) -> anyhow::Result<()> {
     match payload["userErrors"].as_array() {
         Some(errors) if errors.is_empty() => Ok(()),
         _ => bail!("{mutation} was refused: {payload}"),

@@ -66,6 +66,9 @@ pub struct ServiceOptions {
     pub password_hash_concurrency: Option<usize>,
     /// Further variables, e.g. `EXPOSE_SQL_STATEMENT_COUNT=true`.
     pub extra_env: Vec<(String, String)>,
+    /// `JWT_KEYS`; `None` generates a fresh entry. A second instance of one deployment passes
+    /// the first one's ([`Service::jwt_keys`]) so that tokens work on both.
+    pub jwt_keys: Option<String>,
 }
 
 /// A running service process; dropping it kills the process and deletes its data directory.
@@ -75,6 +78,7 @@ pub struct Service {
     /// The service's whole environment, so that CLI commands see the same configuration.
     env: Vec<(String, OsString)>,
     database_url: String,
+    jwt_keys: String,
     data_dir: PathBuf,
     log_path: PathBuf,
     base_url: String,
@@ -91,7 +95,10 @@ impl Service {
                 binary.display()
             );
         }
-        let jwt_keys = generate_jwt_keys(binary).await?;
+        let jwt_keys = match &options.jwt_keys {
+            Some(keys) => keys.clone(),
+            None => generate_jwt_keys(binary).await?,
+        };
         let port = free_port()?;
         let data_dir = fresh_data_dir()?;
         let log_path = data_dir.join("service.log");
@@ -106,7 +113,7 @@ impl Service {
             ("HOST".into(), "127.0.0.1".into()),
             ("PORT".into(), port.to_string().into()),
             ("DATA_DIR".into(), data_dir.clone().into_os_string()),
-            ("JWT_KEYS".into(), jwt_keys.into()),
+            ("JWT_KEYS".into(), jwt_keys.clone().into()),
             ("RUST_LOG".into(), "warn".into()),
             ("LOG_FORMAT".into(), "pretty".into()),
             ("GRAPHIQL".into(), "false".into()),
@@ -162,6 +169,7 @@ impl Service {
             binary: binary.to_path_buf(),
             env,
             database_url,
+            jwt_keys,
             data_dir,
             log_path,
             base_url: format!("http://127.0.0.1:{port}"),
@@ -179,6 +187,11 @@ impl Service {
     /// directory.
     pub fn database_url(&self) -> &str {
         &self.database_url
+    }
+
+    /// The service's `JWT_KEYS`, for starting another instance that accepts the same tokens.
+    pub fn jwt_keys(&self) -> &str {
+        &self.jwt_keys
     }
 
     /// The process id of the running service, for reading its CPU time.

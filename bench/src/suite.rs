@@ -178,6 +178,7 @@ async fn start_service(database_url: &str, redis_url: &str) -> anyhow::Result<Se
                 format!("bench-suite-{}", std::process::id()),
             ),
         ],
+        jwt_keys: None,
     };
     Service::start(&service::default_binary(), &options).await
 }

@@ -876,6 +876,44 @@ async fn sockets_and_subscriptions_are_capped() {
 }
 
 #[tokio::test]
+async fn a_socket_over_its_message_rate_is_closed_with_4429() {
+    let app = spawn_app_with(&[
+        ("WS_MAX_MESSAGES_PER_SECOND", "1"),
+        ("WS_MESSAGE_BURST", "5"),
+    ])
+    .await;
+    let user = app.sign_up().await;
+
+    // The burst: connection_init and four pings, all answered however slowly they are sent.
+    let mut ws = Ws::ready(&app, &user.access_token).await;
+    for _ in 0..4 {
+        ws.send(json!({ "type": "ping" })).await;
+        assert_eq!(ws.next().await.expect("a pong"), json!({ "type": "pong" }));
+    }
+    // Past the burst, pings sent back to back outrun the refill of one per second: one of
+    // them closes the socket (the client sends nothing after it, so the close is read cleanly).
+    let mut closed = None;
+    for _ in 0..50 {
+        ws.send(json!({ "type": "ping" })).await;
+        match ws.next().await {
+            Ok(pong) => assert_eq!(pong, json!({ "type": "pong" })),
+            Err(close) => {
+                closed = Some(close);
+                break;
+            }
+        }
+    }
+    let closed = closed.expect("the flood was cut off");
+    assert_eq!(closed.code, 4429, "{closed:?}");
+    assert_eq!(closed.reason, "Too many messages");
+
+    // The budget is per socket: another socket of the same user starts with a full burst.
+    let mut other = Ws::ready(&app, &user.access_token).await;
+    other.send(json!({ "type": "ping" })).await;
+    assert_eq!(other.next().await.expect("a pong"), json!({ "type": "pong" }));
+}
+
+#[tokio::test]
 async fn origins_are_checked_against_the_allow_list() {
     let app = spawn_app_with(&[("ALLOWED_ORIGINS", "https://dashboard.contoso.com")]).await;
     let refused = Ws::connect_with(&app, &[("Origin", "https://evil.example")]).await;

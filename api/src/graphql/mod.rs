@@ -14,7 +14,7 @@ mod subscriptions;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 
 pub use node::{GlobalId, Node};
-pub use subscriptions::{SubscribedAt, SubscriptionRoot};
+pub use subscriptions::{SharedRows, SubscribedAt, SubscriptionRoot};
 
 use crate::{
     error::{PayloadError, UserError},
@@ -66,7 +66,10 @@ pub fn build_schema(state: AppState) -> AppSchema {
     if !state.settings.introspection {
         builder = builder.disable_introspection();
     }
-    builder.data(state).finish()
+    builder
+        .data(state)
+        .data(std::sync::Arc::new(SharedRows::default()))
+        .finish()
 }
 
 /// The SDL committed as `schema.graphql`: fields, arguments and enum values sorted so that the

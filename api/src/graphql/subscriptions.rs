@@ -5,7 +5,10 @@
 //! Payloads pass the same checks as queries: a submitter never receives internal events, and
 //! another owner's provider is refused exactly like a missing one.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, Weak},
+};
 
 use async_graphql::{Context, Enum, ID, Object, Subscription};
 use chrono::{DateTime, Utc};
@@ -78,7 +81,9 @@ impl SubscriptionRoot {
         let viewer = Viewer::of(ctx).require(Role::Submitter)?.clone();
         let state = ctx.data_unchecked::<AppState>();
         let id = GlobalId::expect(&provider_id, "Provider").map_err(|_| ApiError::NotFound)?;
-        registration::visible_provider(state.db.conn(), &viewer, id).await?;
+        // Boxed, so that the query's future is not part of the subscription's state for as long
+        // as it runs.
+        Box::pin(registration::visible_provider(state.db.conn(), &viewer, id)).await?;
         let after = start_after(ctx, after.as_deref())?;
 
         let filter = EventFilter {
@@ -87,9 +92,13 @@ impl SubscriptionRoot {
             status_changes_only: true,
             include_internal: viewer.role >= Role::Reviewer,
         };
+        let shared = SharedRows::of(ctx);
         Ok(state.bus.feed(filter, after).map(move |item| {
-            item.map(|event| SubmissionStatusChange(Change::new(event, viewer.clone())))
-                .map_err(|error| ApiError::from(error).into())
+            item.map(|event| {
+                let rows = shared.rows(event.id);
+                SubmissionStatusChange(Change::new(event, viewer.clone(), rows))
+            })
+            .map_err(|error| ApiError::from(error).into())
         }))
     }
 
@@ -112,10 +121,58 @@ impl SubscriptionRoot {
             status_changes_only: false,
             include_internal: true,
         };
+        let shared = SharedRows::of(ctx);
         Ok(state.bus.feed(filter, after).map(move |item| {
-            item.map(|event| ReviewQueueChange(Change::new(event, viewer.clone())))
-                .map_err(|error| ApiError::from(error).into())
+            item.map(|event| {
+                let rows = shared.rows(event.id);
+                ReviewQueueChange(Change::new(event, viewer.clone(), rows))
+            })
+            .map_err(|error| ApiError::from(error).into())
         }))
+    }
+}
+
+/// The rows a change's payload reads that do not depend on who reads it: loaded once for every
+/// subscriber an event is being delivered to, instead of once per subscriber. What each viewer
+/// may see of them (an actor's address) is still decided per viewer.
+#[derive(Default)]
+struct EventRows {
+    actor: OnceCell<Option<user::Model>>,
+    submission: OnceCell<Option<submission::Model>>,
+}
+
+/// The [`EventRows`] of the events being delivered right now, by event id; schema data.
+///
+/// An entry lives only while some payload of its event is being resolved (the map holds weak
+/// references): a live event fanned out to many subscribers at once loads its rows once, and
+/// a later delivery of the same event (a resume from the log) reads them afresh, so "the
+/// submission as it is now" stays true.
+#[derive(Default)]
+pub struct SharedRows {
+    by_event: Mutex<HashMap<i64, Weak<EventRows>>>,
+}
+
+/// Entries of [`SharedRows`] above which dead ones are swept on the next insert.
+const SHARED_ROWS_SWEEP_AT: usize = 256;
+
+impl SharedRows {
+    /// The schema's instance; a private one when the schema has none (each subscription then
+    /// loads its own rows).
+    fn of(ctx: &Context<'_>) -> Arc<Self> {
+        ctx.data_opt::<Arc<Self>>().cloned().unwrap_or_default()
+    }
+
+    fn rows(&self, event_id: i64) -> Arc<EventRows> {
+        let mut by_event = self.by_event.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rows) = by_event.get(&event_id).and_then(Weak::upgrade) {
+            return rows;
+        }
+        if by_event.len() >= SHARED_ROWS_SWEEP_AT {
+            by_event.retain(|_, rows| rows.strong_count() > 0);
+        }
+        let rows = Arc::new(EventRows::default());
+        by_event.insert(event_id, Arc::downgrade(&rows));
+        rows
     }
 }
 
@@ -123,15 +180,15 @@ impl SubscriptionRoot {
 struct Change {
     event: Arc<event::Model>,
     viewer: Principal,
-    actor: OnceCell<Option<user::Model>>,
+    rows: Arc<EventRows>,
 }
 
 impl Change {
-    fn new(event: Arc<event::Model>, viewer: Principal) -> Self {
+    fn new(event: Arc<event::Model>, viewer: Principal, rows: Arc<EventRows>) -> Self {
         Self {
             event,
             viewer,
-            actor: OnceCell::new(),
+            rows,
         }
     }
 
@@ -157,13 +214,14 @@ impl Change {
             .and_then(SubmissionStatus::parse)
     }
 
-    /// Loaded once per payload, and only when a field asks for it.
+    /// Loaded once per event being delivered, and only when a field asks for it.
     async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<Actor>> {
         let Some(actor_id) = self.event.actor_id else {
             return Ok(None);
         };
         let state = ctx.data_unchecked::<AppState>();
         let user = self
+            .rows
             .actor
             .get_or_try_init(|| async {
                 user::Entity::find_by_id(actor_id)
@@ -174,16 +232,21 @@ impl Change {
         Ok(user.as_ref().map(|u| Actor::shown_to(u, &self.viewer)))
     }
 
-    /// The submission as it is now; its status may have moved on since this change.
+    /// The submission as it is now (read once per event being delivered); its status may
+    /// have moved on since this change.
     async fn submission(&self, ctx: &Context<'_>) -> ApiResult<Option<Submission>> {
         let Some(id) = self.event.submission_id else {
             return Ok(None);
         };
         let state = ctx.data_unchecked::<AppState>();
-        Ok(submission::Entity::find_by_id(id)
-            .one(state.db.conn())
-            .await?
-            .map(Submission))
+        let row = self
+            .rows
+            .submission
+            .get_or_try_init(|| async {
+                submission::Entity::find_by_id(id).one(state.db.conn()).await
+            })
+            .await?;
+        Ok(row.clone().map(Submission))
     }
 
     async fn timeline_event(&self, ctx: &Context<'_>) -> ApiResult<TimelineEvent> {
