@@ -19,8 +19,9 @@
 //! - every operation runs with the viewer of the socket, so subscriptions pass the same
 //!   authorization as queries;
 //! - a socket may send `WS_MAX_MESSAGES_PER_SECOND` messages per second after a burst of
-//!   `WS_MESSAGE_BURST` (a token bucket; every inbound message counts, pings included); one more
-//!   closes it with 4429 "Too many messages".
+//!   `WS_MESSAGE_BURST` (a token bucket; every inbound message counts, pings and unsolicited
+//!   pongs included, but not the pongs that answer the server's heartbeat); one more closes it
+//!   with 4429 "Too many messages".
 
 use std::{
     collections::HashMap,
@@ -113,7 +114,9 @@ impl MessageBudget {
 
     /// Spends a token for a message that arrived at `now`; `false` when none is left.
     fn spend(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.refilled_at = now;
         if self.tokens >= 1.0 {
@@ -342,6 +345,24 @@ struct Connection {
     next_key: u64,
 }
 
+/// Whether an inbound message spends the socket's message budget. A pong that answers one of
+/// the server's heartbeat pings is free (the client did not choose to send it); an unsolicited
+/// pong counts like any other frame, so pongs cannot flood the socket for free. A close ends the
+/// loop anyway.
+fn counts_against_budget(
+    message: &Option<Result<AggregatedMessage, actix_ws::ProtocolError>>,
+    unanswered_pings: &mut u32,
+) -> bool {
+    match message {
+        Some(Ok(AggregatedMessage::Close(_))) | None => false,
+        Some(Ok(AggregatedMessage::Pong(_))) if *unanswered_pings > 0 => {
+            *unanswered_pings -= 1;
+            false
+        }
+        _ => true,
+    }
+}
+
 impl Connection {
     async fn run(mut self, mut messages: AggregatedMessageStream, speaks_protocol: bool) {
         if !speaks_protocol {
@@ -357,6 +378,8 @@ impl Connection {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
+        // Pings the server sent whose pong has not come yet (its first goes out at once).
+        let mut unanswered_pings: u32 = 0;
         let mut budget = MessageBudget::new(
             self.settings.max_messages_per_second,
             self.settings.message_burst,
@@ -371,8 +394,9 @@ impl Connection {
             let flow = tokio::select! {
                 message = messages.recv() => {
                     last_heard = Instant::now();
-                    let counted = matches!(&message, Some(Ok(m)) if !matches!(m, AggregatedMessage::Close(_)));
-                    if counted && !budget.spend(last_heard) {
+                    if counts_against_budget(&message, &mut unanswered_pings)
+                        && !budget.spend(last_heard)
+                    {
                         tracing::warn!(
                             limit.per_second = self.settings.max_messages_per_second,
                             limit.burst = self.settings.message_burst,
@@ -396,6 +420,7 @@ impl Connection {
                     } else if self.session.ping(b"").await.is_err() {
                         Flow::Stop
                     } else {
+                        unanswered_pings = unanswered_pings.saturating_add(1);
                         Flow::Continue
                     }
                 }

@@ -910,7 +910,44 @@ async fn a_socket_over_its_message_rate_is_closed_with_4429() {
     // The budget is per socket: another socket of the same user starts with a full burst.
     let mut other = Ws::ready(&app, &user.access_token).await;
     other.send(json!({ "type": "ping" })).await;
-    assert_eq!(other.next().await.expect("a pong"), json!({ "type": "pong" }));
+    assert_eq!(
+        other.next().await.expect("a pong"),
+        json!({ "type": "pong" })
+    );
+}
+
+#[tokio::test]
+async fn unsolicited_pongs_spend_the_message_budget_but_heartbeat_pongs_do_not() {
+    let app = spawn_app_with(&[
+        ("WS_MAX_MESSAGES_PER_SECOND", "1"),
+        ("WS_MESSAGE_BURST", "5"),
+    ])
+    .await;
+    let user = app.sign_up().await;
+
+    // The server pings at once; the client library answers that ping with a pong while
+    // reading, and that pong is free: init and four pings still fit the burst of five.
+    let mut ws = Ws::ready(&app, &user.access_token).await;
+    for _ in 0..4 {
+        ws.send(json!({ "type": "ping" })).await;
+        assert_eq!(ws.next().await.expect("a pong"), json!({ "type": "pong" }));
+    }
+
+    // Pong frames nobody asked for count like any other frame.
+    let mut fresh = Ws::ready(&app, &user.access_token).await;
+    for _ in 0..20 {
+        if fresh
+            .socket
+            .send(Message::Pong(Vec::new().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let closed = fresh.expect_close().await;
+    assert_eq!(closed.code, 4429, "{closed:?}");
+    assert_eq!(closed.reason, "Too many messages");
 }
 
 #[tokio::test]
