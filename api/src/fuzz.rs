@@ -182,7 +182,7 @@ proptest! {
     #[test]
     fn fuzz_document_limits_never_panic(text in tricky_text()) {
         let _ = limits::check_size(&text);
-        let _ = limits::check_nesting(&text);
+        let _ = limits::check_lexical(&text);
         let _ = limits::check_query(&text);
     }
 
@@ -194,7 +194,7 @@ proptest! {
         let close = if open == "[" { "]" } else { "}" };
         let document = format!("{{ node(id: {}1{}) {{ id }} }}", open.repeat(depth), close.repeat(depth));
         // Two levels for the selection and the arguments.
-        prop_assert_eq!(limits::check_nesting(&document).is_ok(), depth + 2 <= limits::MAX_NESTING);
+        prop_assert_eq!(limits::check_lexical(&document).is_ok(), depth + 2 <= limits::MAX_NESTING);
         if limits::check_query(&document).is_ok() {
             let _ = async_graphql::parser::parse_query(&document);
         }

@@ -187,7 +187,7 @@ pub async fn graphql(
             &exceeded.message,
         );
     }
-    if let Err(exceeded) = limits::check_nesting(&params.query) {
+    if let Err(exceeded) = limits::check_lexical(&params.query) {
         return transport_error(
             StatusCode::BAD_REQUEST,
             response_type,

@@ -6,6 +6,7 @@ mod accounts;
 mod authorization;
 mod hardening;
 mod helpers;
+mod limits;
 mod notifications;
 mod probe;
 mod rate_limits;

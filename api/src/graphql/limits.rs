@@ -1,5 +1,6 @@
 //! Limits on a GraphQL document checked before execution, beyond the depth and complexity
-//! limits the schema enforces: size, aliases, root fields, and fields after fragment expansion
+//! limits the schema enforces: size, nesting and tokens (before parsing), aliases, root fields,
+//! and fields after fragment expansion
 //! (so a fragment fan-out cannot multiply work unseen). A refusal costs one parse and no
 //! resolver or database work.
 
@@ -25,6 +26,10 @@ const MAX_SPREAD_DEPTH: usize = 32;
 /// value into a document, or validating it, recurses once per level: a few hundred levels
 /// overflow a worker thread's stack and abort the process.
 pub const MAX_NESTING: usize = 64;
+/// Most lexical tokens in a document (names, numbers, strings, punctuators; not whitespace,
+/// commas or comments). The size limit alone lets a document hold some 30,000 one-byte tokens,
+/// each of which the parser turns into values and positions; real operations have hundreds.
+pub const MAX_TOKENS: usize = 4_000;
 
 /// Why a document was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,13 +58,26 @@ pub fn check_size(query: &str) -> Result<(), LimitExceeded> {
     Ok(())
 }
 
-/// Checks how deeply brackets nest, skipping strings, block strings and comments the way the
-/// GraphQL grammar reads them; call before parsing. A document the grammar reads differently
-/// fails to parse anyway, so the count never has to be exact for such a document.
-pub fn check_nesting(query: &str) -> Result<(), LimitExceeded> {
+/// Checks how deeply brackets nest and how many tokens the document has, skipping strings,
+/// block strings and comments the way the GraphQL grammar reads them; call before parsing. A
+/// document the grammar reads differently fails to parse anyway, so the counts never have to be
+/// exact for such a document.
+pub fn check_lexical(query: &str) -> Result<(), LimitExceeded> {
     let bytes = query.as_bytes();
-    let (mut depth, mut at) = (0usize, 0usize);
+    let (mut depth, mut tokens, mut at) = (0usize, 0usize, 0usize);
     while let Some(&byte) = bytes.get(at) {
+        // Whitespace, commas, byte-order marks and comments are not tokens.
+        let ignored = matches!(byte, b' ' | b'\t' | b'\n' | b'\r' | b',' | b'#')
+            || bytes[at..].starts_with(BYTE_ORDER_MARK);
+        if !ignored {
+            tokens += 1;
+            if tokens > MAX_TOKENS {
+                return Err(LimitExceeded::new(
+                    "TOO_MANY_TOKENS",
+                    format!("the document has more than {MAX_TOKENS} tokens"),
+                ));
+            }
+        }
         match byte {
             b'{' | b'[' | b'(' => {
                 depth += 1;
@@ -108,10 +126,27 @@ pub fn check_nesting(query: &str) -> Result<(), LimitExceeded> {
                     }
                 }
             }
+            b'.' if bytes[at..].starts_with(b"...") => at += 3,
+            _ if bytes[at..].starts_with(BYTE_ORDER_MARK) => at += BYTE_ORDER_MARK.len(),
+            _ if byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-') => {
+                // A name or a number (`-1.5e+3`): one token.
+                at += bytes[at..]
+                    .iter()
+                    .position(|&b| !is_word_byte(b))
+                    .unwrap_or(bytes.len() - at);
+            }
             _ => at += 1,
         }
     }
     Ok(())
+}
+
+/// U+FEFF in UTF-8, which GraphQL reads as white space.
+const BYTE_ORDER_MARK: &[u8] = "\u{feff}".as_bytes();
+
+/// Bytes that continue a name or a number.
+fn is_word_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'+' | b'.')
 }
 
 /// Every check on a document that has not been parsed yet: size, nesting, then (when it parses;
@@ -119,7 +154,7 @@ pub fn check_nesting(query: &str) -> Result<(), LimitExceeded> {
 /// that hand the text straight to the schema (WebSocket subscriptions).
 pub fn check_query(query: &str) -> Result<(), LimitExceeded> {
     check_size(query)?;
-    check_nesting(query)?;
+    check_lexical(query)?;
     match async_graphql::parser::parse_query(query) {
         Ok(document) => check_document(&document),
         Err(_) => Ok(()),
@@ -269,9 +304,9 @@ mod tests {
                 "]".repeat(n)
             )
         };
-        assert!(check_nesting(&deep(MAX_NESTING - 2)).is_ok());
+        assert!(check_lexical(&deep(MAX_NESTING - 2)).is_ok());
         assert_eq!(
-            check_nesting(&deep(MAX_NESTING)).map_err(|e| e.code),
+            check_lexical(&deep(MAX_NESTING)).map_err(|e| e.code),
             Err("NESTING_TOO_DEEP")
         );
         let objects = format!(
@@ -279,7 +314,7 @@ mod tests {
             "{a:".repeat(300),
             "}".repeat(300)
         );
-        assert!(check_nesting(&objects).is_err());
+        assert!(check_lexical(&objects).is_err());
         // Brackets inside strings, block strings and comments do not count, whichever way.
         let noise = "[".repeat(200);
         for quiet in [
@@ -287,7 +322,7 @@ mod tests {
             format!("{{ node(id: \"{noise}\\\"\") {{ id }} }}"),
             format!("{{ node(id: \"\"\"{noise} \\\"\"\" \"\"\") {{ id }} }}"),
         ] {
-            assert!(check_nesting(&quiet).is_ok(), "{quiet}");
+            assert!(check_lexical(&quiet).is_ok(), "{quiet}");
         }
         // Closing brackets hidden in a string cannot offset real nesting.
         let hidden = format!(
@@ -295,7 +330,42 @@ mod tests {
             "[".repeat(MAX_NESTING + 1),
             "]".repeat(MAX_NESTING + 1)
         );
-        assert!(check_nesting(&hidden).is_err());
+        assert!(check_lexical(&hidden).is_err());
+    }
+
+    #[test]
+    fn tokens_are_counted_outside_whitespace_commas_and_comments() {
+        let of = |n: usize| format!("{{ viewer {{ {} }} }}", "id ".repeat(n));
+        // `{ viewer {` and `} }` are five tokens.
+        assert!(check_lexical(&of(MAX_TOKENS - 5)).is_ok());
+        assert_eq!(
+            check_lexical(&of(MAX_TOKENS - 4)).map_err(|e| e.code),
+            Err("TOO_MANY_TOKENS")
+        );
+        // Commas, comments and whitespace are free; a string or a number is one token.
+        let quiet = format!(
+            "{{ node(id: \"{}\") {{ id }} }} # {}\n{}",
+            "a b c ".repeat(2_000),
+            "x ".repeat(MAX_TOKENS),
+            ",\t\r\n".repeat(MAX_TOKENS)
+        );
+        assert!(check_lexical(&quiet).is_ok());
+        let numbers = format!(
+            "{{ node(id: [{}]) {{ id }} }}",
+            "-1.5e+3 ".repeat(MAX_TOKENS)
+        );
+        assert_eq!(
+            check_lexical(&numbers).map_err(|e| e.code),
+            Err("TOO_MANY_TOKENS")
+        );
+        // Punctuators count one each, the spread as one.
+        let spreads = format!("{{ viewer {{ {} }} }}", "...F ".repeat(MAX_TOKENS / 2));
+        assert_eq!(
+            check_lexical(&spreads).map_err(|e| e.code),
+            Err("TOO_MANY_TOKENS")
+        );
+        let below = format!("{{ viewer {{ {} }} }}", "...F ".repeat(MAX_TOKENS / 2 - 4));
+        assert!(check_lexical(&below).is_ok());
     }
 
     #[test]

@@ -243,7 +243,9 @@ impl Change {
             .rows
             .submission
             .get_or_try_init(|| async {
-                submission::Entity::find_by_id(id).one(state.db.conn()).await
+                submission::Entity::find_by_id(id)
+                    .one(state.db.conn())
+                    .await
             })
             .await?;
         Ok(row.clone().map(Submission))
