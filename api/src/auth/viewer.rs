@@ -3,7 +3,7 @@
 use async_graphql::{Context, Enum, Guard};
 use chrono::Utc;
 use entity::{api_token, session, user};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait, sea_query::Expr};
 use uuid::Uuid;
 
 use super::tokens::{API_TOKEN_PREFIX, hash_token};
@@ -148,26 +148,32 @@ pub async fn authenticate(
         )
     };
 
-    let account = user::Entity::find_by_id(user_id)
+    // One statement: the account's standing and, for a session, whether its family was revoked.
+    let family = match &credential {
+        Credential::Session { family_id } => Some(*family_id),
+        Credential::ApiToken { .. } => None,
+    };
+    let revoked_session = session::Entity::find()
+        .select_only()
+        .expr(Expr::val(1))
+        .filter(session::Column::FamilyId.eq(family))
+        .filter(session::Column::RevokedAt.is_not_null())
+        .into_query();
+    let standing = user::Entity::find_by_id(user_id)
+        .select_only()
+        .columns([user::Column::Disabled, user::Column::Role])
+        .expr(Expr::exists(revoked_session))
+        .into_tuple::<(bool, String, bool)>()
         .one(state.db.conn())
         .await?;
-    let account = account
-        .filter(|u| !u.disabled)
-        .ok_or(AuthRejection::UserDisabled)?;
-    if let Credential::Session { family_id } = credential {
-        let revoked = session::Entity::find()
-            .select_only()
-            .column(session::Column::Id)
-            .filter(session::Column::FamilyId.eq(family_id))
-            .filter(session::Column::RevokedAt.is_not_null())
-            .into_tuple::<Uuid>()
-            .one(state.db.conn())
-            .await?;
-        if revoked.is_some() {
-            return Err(AuthRejection::SessionRevoked);
-        }
+    let (disabled, role, session_revoked) = standing.ok_or(AuthRejection::UserDisabled)?;
+    if disabled {
+        return Err(AuthRejection::UserDisabled);
     }
-    let role = Role::parse(&account.role).ok_or(AuthRejection::UserDisabled)?;
+    if session_revoked {
+        return Err(AuthRejection::SessionRevoked);
+    }
+    let role = Role::parse(&role).ok_or(AuthRejection::UserDisabled)?;
     Ok(Viewer::User(Principal {
         user_id,
         role,
