@@ -257,7 +257,8 @@ pub async fn graphql(
         None => Subject::Address(client),
     });
     let statements = Arc::new(AtomicU64::new(0));
-    let (providers, users) = loaders::for_request(&state.db, statements.clone());
+    let cache_rows = matches!(&operation, Some((OperationType::Query, _)));
+    let (providers, users) = loaders::for_request(&state.db, statements.clone(), cache_rows);
     let parsed = document.is_some();
     let mut graphql_request = async_graphql::Request::new(params.query)
         .variables(variables)

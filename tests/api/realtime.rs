@@ -490,6 +490,59 @@ async fn reviewers_follow_the_review_queue_and_submitters_may_not() {
 }
 
 #[tokio::test]
+async fn payloads_resolve_the_submissions_provider_and_claim_holder() {
+    // Regression: these fields read through the request's DataLoaders, which a socket's
+    // operations do not have; resolving them over WebSocket panicked.
+    let app = spawn_app().await;
+    let owner = app.sign_up().await;
+    let reviewer = app.user_with_role(dashboard::auth::Role::Reviewer).await;
+    let provider_id = ready_provider(&app, &owner, "ORGANIZATION").await;
+    let mut queue = Ws::ready(&app, &reviewer.access_token).await;
+    queue
+        .subscribe(
+            "q",
+            "subscription { reviewQueueChanged { change submission {
+                provider { id name } claimHolder { email } decidedBy { email } } } }",
+            json!({}),
+        )
+        .await;
+    queue.send(json!({ "type": "ping" })).await;
+    assert_eq!(queue.next().await.expect("pong")["type"], json!("pong"));
+
+    let submission = submit(&app, &owner, &provider_id).await;
+    let entered = queue.next_event("q", "reviewQueueChanged").await;
+    assert_eq!(
+        entered["submission"]["provider"],
+        json!({ "id": provider_id, "name": "Expense approvals" })
+    );
+    assert_eq!(entered["submission"]["claimHolder"], Value::Null);
+
+    let claimed = app
+        .graphql(
+            Some(&reviewer.access_token),
+            "mutation($id: ID!) { claimSubmission(input: {submissionId: $id}) { userErrors { code } } }",
+            json!({ "id": submission["id"] }),
+        )
+        .await;
+    assert_eq!(
+        claimed["data"]["claimSubmission"]["userErrors"],
+        json!([]),
+        "{claimed}"
+    );
+    let claim = queue.next_event("q", "reviewQueueChanged").await;
+    assert_eq!(claim["change"], json!("CLAIMED"));
+    assert_eq!(
+        claim["submission"]["claimHolder"],
+        json!({ "email": reviewer.email })
+    );
+    assert_eq!(
+        claim["submission"]["provider"]["id"],
+        json!(provider_id),
+        "{claim}"
+    );
+}
+
+#[tokio::test]
 async fn another_owners_provider_is_refused_like_a_missing_one() {
     let app = spawn_app().await;
     let owner = app.sign_up().await;

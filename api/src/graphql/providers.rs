@@ -12,13 +12,7 @@ use entity::{event, provider, submission, user};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use async_graphql::dataloader::DataLoader;
-
-use super::{
-    loaders::{ProviderLoader, UserLoader},
-    node::GlobalId,
-    payload,
-};
+use super::{loaders, node::GlobalId, payload};
 use crate::{
     auth::{Principal, Role, RoleGuard, Viewer},
     criteria::{CriteriaReport, Criterion},
@@ -180,9 +174,7 @@ impl Submission {
         SubmissionStatus::parse(&self.0.status)
     }
     async fn provider(&self, ctx: &Context<'_>) -> ApiResult<Provider> {
-        let loader = ctx.data_unchecked::<DataLoader<ProviderLoader>>();
-        loader
-            .load_one(self.0.provider_id)
+        loaders::provider(ctx, self.0.provider_id)
             .await?
             .map(Provider)
             .ok_or(ApiError::NotFound)
@@ -193,9 +185,7 @@ impl Submission {
             return Ok(None);
         };
         let viewer = principal(ctx)?;
-        let loader = ctx.data_unchecked::<DataLoader<UserLoader>>();
-        Ok(loader
-            .load_one(id)
+        Ok(loaders::user(ctx, id)
             .await?
             .map(|u| Actor::shown_to(&u, viewer)))
     }
@@ -213,9 +203,7 @@ impl Submission {
             return Ok(None);
         };
         let viewer = principal(ctx)?;
-        let loader = ctx.data_unchecked::<DataLoader<UserLoader>>();
-        Ok(loader
-            .load_one(id)
+        Ok(loaders::user(ctx, id)
             .await?
             .map(|u| Actor::shown_to(&u, viewer)))
     }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::EntityTrait;
 
 use super::{
+    loaders::{self, Relations},
     node::GlobalId,
     payload,
     providers::{Submission, TimelineEvent, TotalCount, page_size, principal, timeline_event},
@@ -139,6 +140,12 @@ impl ReviewQuery {
         };
         let page =
             review::review_queue(state, reviewer, &filter, order_by, limit, after.as_ref()).await?;
+        let node = ctx.look_ahead().field("edges").field("node");
+        let wanted = Relations {
+            providers: node.field("provider").exists(),
+            claim_holders: node.field("claimHolder").exists(),
+        };
+        loaders::prefetch(ctx, &page.rows, wanted).await?;
         let mut connection = Connection::with_additional_fields(
             false,
             page.has_next_page,
