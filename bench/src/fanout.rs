@@ -180,6 +180,11 @@ struct Seeded {
 
 /// Runs the benchmark and prints its table.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    run_for_summary(args).await.map(drop)
+}
+
+/// Runs the benchmark, prints its table and returns its bars.
+pub async fn run_for_summary(args: Args) -> anyhow::Result<Summary> {
     let timing = Timing {
         settle: seconds("settle", args.settle)?,
         gap: seconds("gap", args.gap)?,
@@ -211,7 +216,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .filter(|&i| Follows::of(i) == Follows::StatusAsOwner)
         .count();
     let reviewer_sockets = (args.subscribers - owner_sockets).div_ceil(args.reviewers);
-    let per_user = owner_sockets.max(reviewer_sockets).max(args.hop_subscribers);
+    let per_user = owner_sockets
+        .max(reviewer_sockets)
+        .max(args.hop_subscribers);
     ensure!(
         per_user <= 10_000,
         "{per_user} sockets per account is over the service's WS_MAX_CONNECTIONS_PER_USER \
@@ -254,8 +261,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let log_tail = service.log_tail();
     service.stop().await;
     let report = measured.with_context(|| format!("the service's log ends:\n{log_tail}"))?;
-    report.print(&args, per_user, log_errors);
-    Ok(())
+    Ok(report.print(&args, per_user, log_errors))
+}
+
+/// The bars of one run, for `bench suite`'s table.
+pub struct Summary {
+    pub subscribers: usize,
+    pub memory_per_connection_kib: f64,
+    pub target_memory_kib: f64,
+    pub fanout_p99_ms: f64,
+    pub target_p99_ms: f64,
+    /// No event missed a subscriber and no payload was an error.
+    pub fanout_clean: bool,
+    /// The p50 the Redis hop adds, when two instances were measured, and whether every hop
+    /// event reached every subscriber.
+    pub hop_added_ms: Option<(f64, bool)>,
+    pub target_hop_ms: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -524,7 +545,10 @@ async fn measure_hop(
 /// and one submitter whose provider is submitted for review.
 async fn seed(service: &Service, api: &Api, args: &Args, run_id: u128) -> anyhow::Result<Seeded> {
     let admin_email = format!("bench-fanout-admin-{run_id}@contoso.com");
-    eprintln!("seeding: admin, {} reviewers, one submission", args.reviewers);
+    eprintln!(
+        "seeding: admin, {} reviewers, one submission",
+        args.reviewers
+    );
     service
         .cli(
             &["user", "create", "--email", &admin_email, "--role", "admin"],
@@ -668,7 +692,9 @@ async fn open_one(url: &str, token: &str) -> anyhow::Result<Socket> {
 /// Sends the `subscribe` message of what the socket follows.
 async fn subscribe(socket: &mut Socket, follows: Follows, provider_id: &str) -> anyhow::Result<()> {
     let subscribe = match follows {
-        Follows::Queue => json!({ "id": "s", "type": "subscribe", "payload": { "query": QUEUE_SUBSCRIPTION } }),
+        Follows::Queue => {
+            json!({ "id": "s", "type": "subscribe", "payload": { "query": QUEUE_SUBSCRIPTION } })
+        }
         _ => json!({ "id": "s", "type": "subscribe", "payload": {
             "query": STATUS_SUBSCRIPTION, "variables": { "providerId": provider_id } } }),
     };
@@ -693,7 +719,9 @@ async fn read(
             Ok(_) => continue,
             Err(error) => Err(format!("socket error: {error}")),
         };
-        let ended = outcome.as_ref().is_err_and(|e| e.starts_with("closed") || e.starts_with("socket"));
+        let ended = outcome
+            .as_ref()
+            .is_err_and(|e| e.starts_with("closed") || e.starts_with("socket"));
         if receipts
             .send(Receipt {
                 subscriber,
@@ -897,7 +925,7 @@ fn verdict(met: bool) -> &'static str {
 }
 
 impl Report {
-    fn print(&self, args: &Args, per_user: usize, log_errors: usize) {
+    fn print(&self, args: &Args, per_user: usize, log_errors: usize) -> Summary {
         let database = match (&args.database_url, &args.redis_url) {
             (Some(_), Some(_)) => "PostgreSQL + Redis",
             (Some(_), None) => "PostgreSQL",
@@ -926,8 +954,7 @@ impl Report {
         println!();
 
         let idle_per = (self.rss_idle_kib as f64 - self.rss_before_kib as f64) / n as f64;
-        let connected_per =
-            (self.rss_connected_kib as f64 - self.rss_before_kib as f64) / n as f64;
+        let connected_per = (self.rss_connected_kib as f64 - self.rss_before_kib as f64) / n as f64;
         let after_per = (self.rss_after_kib as f64 - self.rss_before_kib as f64) / n as f64;
         println!(
             "service VmRSS: before {:.1} MiB, {n} acknowledged {:.1} MiB, {n} idle subscribed \
@@ -1002,7 +1029,14 @@ impl Report {
             );
             println!(
                 "{:<26} {:>9} {:>7} {:>6} {:>8} {:>8} {:>8} {:>12}",
-                "path", "received", "missing", "errors", "p50 ms", "p99 ms", "max ms", "mutation p50"
+                "path",
+                "received",
+                "missing",
+                "errors",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "mutation p50"
             );
             for (name, d) in [("A (local)", &hop.local), ("B (via Redis)", &hop.remote)] {
                 let h = &d.latencies;
@@ -1043,11 +1077,13 @@ impl Report {
             args.target_p99_ms,
             verdict(clean && p99 <= args.target_p99_ms)
         );
+        let mut hop_summary = None;
         match (hop_added, &self.hop) {
             (Some(added), Some(hop)) => {
                 let clean = [&hop.local, &hop.remote]
                     .iter()
                     .all(|d| d.missing == 0 && d.errors == 0);
+                hop_summary = Some((added, clean));
                 println!(
                     "{:<48} {:>10.2} ms {:>9.1} ms  {}",
                     "p50 added by the Redis hop",
@@ -1062,10 +1098,22 @@ impl Report {
             ),
         }
         if !clean {
-            println!("(the fan-out bar counts as not met when an event missed a subscriber or an error occurred)");
+            println!(
+                "(the fan-out bar counts as not met when an event missed a subscriber or an error occurred)"
+            );
         }
         if log_errors > 0 {
             println!("the service logged {log_errors} ERROR lines during the run");
+        }
+        Summary {
+            subscribers: n,
+            memory_per_connection_kib: idle_per,
+            target_memory_kib: args.target_memory_kib,
+            fanout_p99_ms: p99,
+            target_p99_ms: args.target_p99_ms,
+            fanout_clean: clean,
+            hop_added_ms: hop_summary,
+            target_hop_ms: args.target_hop_ms,
         }
     }
 }
@@ -1088,7 +1136,9 @@ mod tests {
         let owners = (0..400)
             .filter(|&i| Follows::of(i) == Follows::StatusAsOwner)
             .count();
-        let queue = (0..400).filter(|&i| Follows::of(i) == Follows::Queue).count();
+        let queue = (0..400)
+            .filter(|&i| Follows::of(i) == Follows::Queue)
+            .count();
         assert_eq!((owners, queue), (100, 200));
     }
 
@@ -1100,7 +1150,8 @@ mod tests {
             (delivered.cursor.as_str(), delivered.to_status.as_str()),
             ("c1", "IN_REVIEW")
         );
-        let with_errors = r#"{"id":"s","type":"next","payload":{"data":null,"errors":[{"message":"x"}]}}"#;
+        let with_errors =
+            r#"{"id":"s","type":"next","payload":{"data":null,"errors":[{"message":"x"}]}}"#;
         assert!(decode(with_errors, "reviewQueueChanged").is_err());
         assert!(decode(r#"{"type":"ping"}"#, "reviewQueueChanged").is_err());
         assert!(decode("not json", "reviewQueueChanged").is_err());

@@ -1,7 +1,7 @@
 //! The baseline of the `queue` benchmark: a plain actix-web handler, in the bench process, that
 //! reads the first page of the review queue with the same four statements as the service and
 //! returns the same fields as JSON. No GraphQL, no cache, and by default no authentication (a
-//! diagnostic option adds the service's two authentication statements).
+//! diagnostic option adds the service's authentication statement).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{provider, session, submission, user};
 use sea_orm::{
     ColumnTrait, ConnectOptions, Database, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, sea_query::Expr,
 };
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -79,8 +79,8 @@ pub struct PlainServer {
     base_url: String,
 }
 
-/// The statements the service runs to authenticate a session's access token: the account by
-/// id, then whether the session's family was revoked.
+/// The statement the service runs to authenticate a session's access token: the account's
+/// standing by id, and whether the session's family was revoked, in one query.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthStatements {
     pub user_id: Uuid,
@@ -95,8 +95,8 @@ struct HandlerState {
 
 impl PlainServer {
     /// Starts `GET /queue?first=N` with actix-web's default worker count (one per CPU, as the
-    /// service has). With `auth`, each request first runs the service's two authentication
-    /// statements for that account and session (a diagnostic; nothing is checked with them).
+    /// service has). With `auth`, each request first runs the service's authentication
+    /// statement for that account and session (a diagnostic; nothing is checked with them).
     pub fn start(
         db: DatabaseConnection,
         counters: Arc<Counters>,
@@ -175,26 +175,25 @@ async fn queue_page(request: HttpRequest, state: web::Data<HandlerState>) -> Htt
     }
 }
 
-/// The service's two authentication statements (see `AuthStatements`).
+/// The service's authentication statement (see `AuthStatements`).
 async fn auth_statements(db: &DatabaseConnection, auth: AuthStatements) -> anyhow::Result<()> {
-    let account = user::Entity::find_by_id(auth.user_id)
-        .one(db)
-        .await
-        .context("reading the account")?;
-    ensure!(
-        account.is_some_and(|account| !account.disabled),
-        "the account is missing or disabled"
-    );
-    let revoked = session::Entity::find()
+    let revoked_session = session::Entity::find()
         .select_only()
-        .column(session::Column::Id)
+        .expr(Expr::val(1))
         .filter(session::Column::FamilyId.eq(auth.family_id))
         .filter(session::Column::RevokedAt.is_not_null())
-        .into_tuple::<Uuid>()
+        .into_query();
+    let standing = user::Entity::find_by_id(auth.user_id)
+        .select_only()
+        .columns([user::Column::Disabled, user::Column::Role])
+        .expr(Expr::exists(revoked_session))
+        .into_tuple::<(bool, String, bool)>()
         .one(db)
         .await
-        .context("checking the session")?;
-    ensure!(revoked.is_none(), "the session was revoked");
+        .context("reading the account and its session")?;
+    let (disabled, _role, revoked) = standing.context("the account is missing")?;
+    ensure!(!disabled, "the account is disabled");
+    ensure!(!revoked, "the session was revoked");
     Ok(())
 }
 

@@ -107,8 +107,8 @@ pub struct Args {
     /// Seconds before a single request is given up.
     #[arg(long, default_value_t = 30.0)]
     request_timeout: f64,
-    /// Diagnostic: the plain handler also runs the service's two authentication statements
-    /// (account, session) for the reviewer, so the comparison no longer includes them.
+    /// Diagnostic: the plain handler also runs the service's authentication statement
+    /// (account and session) for the reviewer, so the comparison no longer includes it.
     #[arg(long)]
     plain_auth: bool,
 }
@@ -975,13 +975,13 @@ impl Report {
         );
         if args.plain_auth {
             println!(
-                "(--plain-auth: both sides run the 2 authentication statements, user and session; \
-                 they are in the plain counts and not in sqlStatements)"
+                "(--plain-auth: both sides run the authentication statement (account and session \
+                 in one query); it is in the plain counts and not in sqlStatements)"
             );
         } else {
             println!(
-                "(the GraphQL side also authenticates each request with 2 more statements, user \
-                 and session, which sqlStatements does not count)"
+                "(the GraphQL side also authenticates each request with one more statement, the \
+                 account and its session, which sqlStatements does not count)"
             );
         }
 

@@ -5,7 +5,8 @@
 //! end, also on failure); the queue benchmark seeds thousands of providers and submissions
 //! and compares the queue page with a plain handler; a trivial query is compared with a static
 //! response; log-ins are compared with the argon2 ceiling of this machine; the statements per
-//! operation come from the service's own metrics.
+//! operation come from the service's own metrics; thousands of subscribed sockets measure the
+//! memory per connection, the fan-out of one event and the Redis hop between two instances.
 
 use std::{
     sync::Arc,
@@ -20,6 +21,7 @@ use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
 use crate::{
+    fanout,
     graphql::Api,
     load::{self, ClosedLoad},
     login_flood::{self, seconds},
@@ -43,6 +45,9 @@ pub struct Args {
     /// Seconds each measured phase lasts.
     #[arg(long, default_value_t = 8.0)]
     duration: f64,
+    /// Subscribed WebSocket connections held open in the fan-out step.
+    #[arg(long, default_value_t = 10_000)]
+    subscribers: usize,
     /// Do not build the release binary first.
     #[arg(long)]
     no_build: bool,
@@ -96,7 +101,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 async fn run_steps(args: &Args, database_url: &str, phase: Duration) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
 
-    eprintln!("\n== 1/3 queue page: GraphQL against a plain actix handler (seeding first)");
+    eprintln!("\n== 1/4 queue page: GraphQL against a plain actix handler (seeding first)");
     let duration = args.duration.to_string();
     let providers = args.providers.to_string();
     let queue_args = QueueCli::try_parse_from([
@@ -147,9 +152,9 @@ async fn run_steps(args: &Args, database_url: &str, phase: Duration) -> anyhow::
 
     let service = start_service(database_url, &args.redis_url).await?;
     let measured = async {
-        eprintln!("\n== 2/3 a trivial query against a static response");
+        eprintln!("\n== 2/4 a trivial query against a static response");
         rows.push(trivial_query(&service, phase).await?);
-        eprintln!("\n== 3/3 log-in throughput against the argon2 ceiling");
+        eprintln!("\n== 3/4 log-in throughput against the argon2 ceiling");
         rows.push(log_in_throughput(&service, phase).await?);
         anyhow::Ok(())
     }
@@ -157,7 +162,73 @@ async fn run_steps(args: &Args, database_url: &str, phase: Duration) -> anyhow::
     let log_tail = service.log_tail();
     service.stop().await;
     measured.with_context(|| format!("the service's log ends:\n{log_tail}"))?;
+
+    eprintln!(
+        "\n== 4/4 subscription fan-out: {} subscribers, memory per connection, the Redis hop",
+        args.subscribers
+    );
+    let subscribers = args.subscribers.to_string();
+    let fanout_args = FanoutCli::try_parse_from([
+        "fanout",
+        "--no-build",
+        "--database-url",
+        database_url,
+        "--redis-url",
+        &args.redis_url,
+        "--subscribers",
+        &subscribers,
+    ])
+    .context("building the fanout benchmark's options")?
+    .args;
+    let fanout = fanout::run_for_summary(fanout_args).await?;
+    rows.extend(fanout_rows(&fanout));
     Ok(rows)
+}
+
+fn fanout_rows(fanout: &fanout::Summary) -> Vec<Row> {
+    let mut rows = vec![
+        Row {
+            measure: format!(
+                "memory per idle subscribed connection ({} subscribers)",
+                fanout.subscribers
+            ),
+            figure: format!("{:.1} KiB", fanout.memory_per_connection_kib),
+            target: format!("<= {:.0} KiB", fanout.target_memory_kib),
+            verdict: Verdict::of(fanout.memory_per_connection_kib <= fanout.target_memory_kib),
+        },
+        Row {
+            measure: format!(
+                "one event to all {} subscribers, p99 from the mutation{}",
+                fanout.subscribers,
+                if fanout.fanout_clean {
+                    ""
+                } else {
+                    " (some missed or failed)"
+                }
+            ),
+            figure: format!("{:.1} ms", fanout.fanout_p99_ms),
+            target: format!("<= {:.0} ms", fanout.target_p99_ms),
+            verdict: Verdict::of(
+                fanout.fanout_clean && fanout.fanout_p99_ms <= fanout.target_p99_ms,
+            ),
+        },
+    ];
+    if let Some((added, clean)) = fanout.hop_added_ms {
+        rows.push(Row {
+            measure: "p50 added by the Redis hop between two instances".into(),
+            figure: format!("{added:.2} ms"),
+            target: format!("<= {:.0} ms", fanout.target_hop_ms),
+            verdict: Verdict::of(clean && added <= fanout.target_hop_ms),
+        });
+    }
+    rows
+}
+
+/// The fanout benchmark's options, parsed as its command line would be.
+#[derive(Debug, Parser)]
+struct FanoutCli {
+    #[command(flatten)]
+    args: fanout::Args,
 }
 
 /// The queue benchmark's options, parsed as its command line would be, so its defaults hold.
@@ -344,19 +415,42 @@ fn print_table(rows: &[Row]) {
     println!(
         "bench suite: PostgreSQL + Redis, {cpus} CPUs; ratios measured side by side in this run"
     );
-    let width = rows.iter().map(|r| r.measure.len()).max().unwrap_or(10);
-    println!(
-        "{:<width$}  {:>14}  {:>16}  bar",
-        "measure", "figure", "target"
-    );
-    for row in rows {
-        println!(
-            "{:<width$}  {:>14}  {:>16}  {}",
-            row.measure,
-            row.figure,
-            row.target,
-            row.verdict.as_str()
-        );
+    // A Markdown table, aligned for the terminal, so it can be pasted into bench/README.md.
+    let cells: Vec<[&str; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.measure.as_str(),
+                r.figure.as_str(),
+                r.target.as_str(),
+                r.verdict.as_str(),
+            ]
+        })
+        .collect();
+    let header = ["measure", "figure", "target", "bar"];
+    let widths: Vec<usize> = (0..4)
+        .map(|column| {
+            cells
+                .iter()
+                .chain(std::iter::once(&header))
+                .map(|row| row[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |row: &[&str; 4]| {
+        let padded: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, &width)| format!("{cell:<width$}"))
+            .collect();
+        println!("| {} |", padded.join(" | "));
+    };
+    line(&header);
+    let rule: Vec<String> = widths.iter().map(|&width| "-".repeat(width)).collect();
+    println!("|-{}-|", rule.join("-|-"));
+    for row in &cells {
+        line(row);
     }
 }
 
