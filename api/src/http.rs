@@ -257,25 +257,38 @@ pub async fn graphql(
         None => Subject::Address(client),
     });
     let statements = Arc::new(AtomicU64::new(0));
-    let cache_rows = matches!(&operation, Some((OperationType::Query, _)));
-    let (providers, users) = loaders::for_request(&state.db, statements.clone(), cache_rows);
     let parsed = document.is_some();
-    let mut graphql_request = async_graphql::Request::new(params.query)
-        .variables(variables)
-        .data(viewer)
-        .data(ClientAddress(client))
-        .data(budget.clone())
-        .data(providers)
-        .data(users);
-    if let Some(name) = params.operation_name {
-        graphql_request = graphql_request.operation_name(name);
-    }
-    // The document was parsed once already, for the limits; the schema reuses it.
-    if let Some(document) = document {
-        graphql_request.set_parsed_query(document);
-    }
-    let mut response =
-        counting_statements(statements.clone(), schema.execute(graphql_request)).await;
+    let priced = schema
+        .price(
+            &params.query,
+            document.as_ref(),
+            params.operation_name.as_deref(),
+            &variables,
+            &budget,
+        )
+        .await;
+    let mut response = match priced {
+        Err(refusal) => refusal,
+        Ok(()) => {
+            let cache_rows = matches!(&operation, Some((OperationType::Query, _)));
+            let (providers, users) =
+                loaders::for_request(&state.db, statements.clone(), cache_rows);
+            let mut graphql_request = async_graphql::Request::new(params.query)
+                .variables(variables)
+                .data(viewer)
+                .data(ClientAddress(client))
+                .data(providers)
+                .data(users);
+            if let Some(name) = params.operation_name {
+                graphql_request = graphql_request.operation_name(name);
+            }
+            // The document was parsed once already, for the limits; the schema reuses it.
+            if let Some(document) = document {
+                graphql_request.set_parsed_query(document);
+            }
+            counting_statements(statements.clone(), schema.execute(graphql_request)).await
+        }
+    };
     let statement_count = statements.load(Ordering::Relaxed);
     add_missing_codes(&mut response, parsed);
     if state.settings.expose_sql_statement_count {

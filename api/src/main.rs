@@ -3,6 +3,12 @@
 use clap::Parser;
 use dashboard::{cli, config::LogFormat, telemetry};
 
+/// mimalloc rather than the system allocator: serving GraphQL allocates many small, short-lived
+/// values, and glibc's malloc spent about a fifth of the service's CPU on them and kept freed
+/// memory of idle sockets resident (figures in bench/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();

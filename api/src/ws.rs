@@ -677,13 +677,16 @@ impl Connection {
             );
             return self.send_error(&id, &message, "RATE_LIMITED").await;
         }
-        if let Err(exceeded) = crate::graphql::limits::check_query(&payload.query) {
-            tracing::warn!(
-                code = exceeded.code,
-                "subscription refused by a document limit"
-            );
-            return self.send_error(&id, &exceeded.message, exceeded.code).await;
-        }
+        let document = match crate::graphql::limits::check_query(&payload.query) {
+            Ok(document) => document,
+            Err(exceeded) => {
+                tracing::warn!(
+                    code = exceeded.code,
+                    "subscription refused by a document limit"
+                );
+                return self.send_error(&id, &exceeded.message, exceeded.code).await;
+            }
+        };
         let variables = match payload.variables {
             None | Some(Value::Null) => Variables::default(),
             Some(value @ Value::Object(_)) => Variables::from_json(value),
@@ -693,20 +696,39 @@ impl Connection {
                     .await;
             }
         };
+        let budget = CostBudget::new(Subject::User(auth.principal.user_id));
+        let priced = Box::pin(self.schema.price(
+            &payload.query,
+            document.as_ref(),
+            payload.operation_name.as_deref(),
+            &variables,
+            &budget,
+        ))
+        .await;
+        if let Err(refusal) = priced {
+            return self
+                .send(json!({ "id": id, "type": "error", "payload": refusal.errors }))
+                .await;
+        }
+        let Phase::Ready(auth) = &self.phase else {
+            return Flow::Continue;
+        };
         let mut request = async_graphql::Request::new(payload.query)
             .variables(variables)
             .data(Viewer::User(auth.principal.clone()))
-            .data(CostBudget::new(Subject::User(auth.principal.user_id)))
             .data(SubscribedAt(self.state.bus.high_water()));
         if let Some(name) = payload.operation_name {
             request = request.operation_name(name);
+        }
+        if let Some(document) = document {
+            request.set_parsed_query(document);
         }
 
         let key = self.next_key;
         self.next_key += 1;
         let outputs = self
             .schema
-            .execute_stream_with_session_data(request, Arc::default())
+            .execute_stream(request)
             .enumerate()
             .map(|(index, response)| {
                 if index == 0 && is_request_error(&response) {

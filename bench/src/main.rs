@@ -14,6 +14,11 @@ mod suite;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+/// The service's allocator, so that the plain baselines served from this process allocate the
+/// same way the service does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Load benchmarks of the dashboard service. Each one starts the release build of the service
 /// on a loopback port and reports against a baseline measured in the same run.
 #[derive(Debug, Parser)]

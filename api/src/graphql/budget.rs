@@ -1,9 +1,9 @@
 //! The per-caller budget of query cost: every operation that passes validation is charged its
 //! complexity before any resolver runs, so an exhausted budget costs no database work.
 //!
-//! The transport puts a [`CostBudget`] into the request; the outcome it records becomes the
-//! `RateLimit-*` headers of the HTTP response. Requests without one (the schema export, unit
-//! tests) are not charged.
+//! The transport prices each operation with [`crate::graphql::AppSchema::price`] and a
+//! [`CostBudget`]; the outcome it records becomes the `RateLimit-*` headers of the HTTP
+//! response.
 
 use std::sync::{Arc, Mutex};
 
@@ -58,7 +58,10 @@ pub fn rate_limited_error(message: &str, retry_after_seconds: u64) -> ServerErro
     error
 }
 
-/// Installs the charge on the schema.
+/// The extension of the pricing schema: after validation it charges the operation's complexity
+/// to the request's [`CostBudget`] and then always stops, so the pricing schema never executes
+/// anything. An operation that may go on stops with no error at all; one over its budget stops
+/// with `RATE_LIMITED`; one that fails validation keeps its validation errors.
 pub struct QueryCostLimit;
 
 impl ExtensionFactory for QueryCostLimit {
@@ -78,7 +81,7 @@ impl Extension for QueryCostLimit {
         let (Some(budget), Some(state)) =
             (ctx.data_opt::<CostBudget>(), ctx.data_opt::<AppState>())
         else {
-            return Ok(validated);
+            return Err(Vec::new());
         };
         let cost = u32::try_from(validated.complexity).unwrap_or(u32::MAX);
         let Some(decision) = state
@@ -86,22 +89,21 @@ impl Extension for QueryCostLimit {
             .charge(Bucket::QueryCost, &budget.subject, cost)
             .await
         else {
-            return Ok(validated);
+            return Err(Vec::new());
         };
         budget.record(decision);
         if decision.allowed {
-            Ok(validated)
-        } else {
-            let retry = decision.retry_after_seconds();
-            Err(vec![rate_limited_error(
-                &format!(
-                    "this operation costs {cost}, more than is left of your budget of {} per {} s; \
-                     retry in {retry} s",
-                    decision.limit,
-                    decision.window.as_secs()
-                ),
-                retry,
-            )])
+            return Err(Vec::new());
         }
+        let retry = decision.retry_after_seconds();
+        Err(vec![rate_limited_error(
+            &format!(
+                "this operation costs {cost}, more than is left of your budget of {} per {} s; \
+                 retry in {retry} s",
+                decision.limit,
+                decision.window.as_secs()
+            ),
+            retry,
+        )])
     }
 }

@@ -150,14 +150,15 @@ fn is_word_byte(byte: u8) -> bool {
 }
 
 /// Every check on a document that has not been parsed yet: size, nesting, then (when it parses;
-/// the schema reports parse errors itself) the limits of [`check_document`]. For transports
-/// that hand the text straight to the schema (WebSocket subscriptions).
-pub fn check_query(query: &str) -> Result<(), LimitExceeded> {
+/// the schema reports parse errors itself) the limits of [`check_document`]. Gives back the
+/// parsed document, for the schema to reuse (WebSocket subscriptions).
+pub fn check_query(query: &str) -> Result<Option<ExecutableDocument>, LimitExceeded> {
     check_size(query)?;
     check_lexical(query)?;
     match async_graphql::parser::parse_query(query) {
-        Ok(document) => check_document(&document),
-        Err(_) => Ok(()),
+        Ok(document) => check_document(&document).map(|()| Some(document)),
+        // The schema reports the syntax error when it parses the text again.
+        Err(_) => Ok(None),
     }
 }
 
