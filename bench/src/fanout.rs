@@ -610,7 +610,7 @@ async fn open_subscribers(
             sockets[index] = Some(socket);
         }
         let done = (chunk_index + 1) * batch;
-        if done % 2_000 == 0 || done >= plan.len() {
+        if done.is_multiple_of(2_000) || done >= plan.len() {
             eprintln!("  {} / {} connected", done.min(plan.len()), plan.len());
         }
     }

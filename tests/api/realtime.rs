@@ -1285,3 +1285,66 @@ async fn the_graphql_ws_client_completes_a_subscription() {
     let statuses: Vec<&Value> = events.iter().map(|e| &e["toStatus"]).collect();
     assert_eq!(statuses, vec![&json!("SUBMITTED"), &json!("WITHDRAWN")]);
 }
+
+/// A subscription is priced like a query: once the user's query-cost budget is spent, a
+/// `subscribe` gets an `error` message with `RATE_LIMITED` and nothing starts (the id stays
+/// free), and a document that fails validation still gets its validation error first.
+#[tokio::test]
+async fn a_subscription_over_the_query_cost_budget_is_refused_and_never_starts() {
+    let app = spawn_app_with(&[("RATE_LIMIT_QUERY_COST", "2000/1h")]).await;
+    let user = app.sign_up().await;
+    let provider_id = ready_provider(&app, &user, "ORGANIZATION").await;
+    let token = Some(user.access_token.as_str());
+
+    // Spend the budget: pages of 100 first, then the cheapest query, until both are refused.
+    for query in [
+        "{ myProviders(first: 100) { edges { node { id name } } } }",
+        "{ viewer { id } }",
+    ] {
+        let mut refused = false;
+        for _ in 0..2_000 {
+            let body = app.graphql(token, query, json!({})).await;
+            if crate::helpers::error_code(&body) == Some("RATE_LIMITED") {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "the budget runs out for {query}");
+    }
+
+    let mut ws = Ws::ready(&app, &user.access_token).await;
+    ws.subscribe(
+        "bad",
+        STATUS_CHANGES
+            .replace("cursor kind", "cursor noSuchField")
+            .as_str(),
+        json!({ "providerId": provider_id }),
+    )
+    .await;
+    let invalid = ws.next().await.expect("an error message");
+    assert_eq!(invalid["type"], json!("error"), "{invalid}");
+    assert_eq!(invalid["id"], json!("bad"));
+    assert_ne!(
+        invalid["payload"][0]["extensions"]["code"],
+        json!("RATE_LIMITED"),
+        "validation comes before the charge: {invalid}"
+    );
+
+    for _ in 0..2 {
+        // The same id twice: a started operation would make the second a 4409 close.
+        ws.subscribe(
+            "priced",
+            STATUS_CHANGES,
+            json!({ "providerId": provider_id }),
+        )
+        .await;
+        let refused = ws.next().await.expect("an error message");
+        assert_eq!(refused["type"], json!("error"), "{refused}");
+        assert_eq!(refused["id"], json!("priced"));
+        assert_eq!(
+            refused["payload"][0]["extensions"]["code"],
+            json!("RATE_LIMITED"),
+            "{refused}"
+        );
+    }
+}
