@@ -528,6 +528,10 @@ fn inspect_operation(
     let operation = match (&document.operations, operation_name) {
         (DocumentOperations::Single(operation), _) => operation,
         (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name)?,
+        // A single named operation runs without `operationName`, as the schema runs it.
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next()?
+        }
         (DocumentOperations::Multiple(_), None) => return None,
     };
     let root_field = operation

@@ -74,6 +74,9 @@ async fn graphql_over_http_status_and_media_type_table() {
     let invalid_doc = r#"{"query":"{ viewer { id "}"#;
     let unknown_field = r#"{"query":"{ nope }"}"#;
     let mutation_get = get_query("mutation { logOut(input: {}) { loggedOut } }");
+    // A single named operation runs without `operationName`: it must be classified all the same.
+    let named_mutation_get = get_query("mutation M { logOut(input: {}) { loggedOut } }");
+    let named_subscription = r#"{"query":"subscription S { reviewQueueChanged { cursor } }"}"#;
     let query_get = get_query("{ viewer { id } }");
 
     // (what, method, query string, content type, accept, body, status, response media type)
@@ -269,6 +272,26 @@ async fn graphql_over_http_status_and_media_type_table() {
             GQL,
         ),
         (
+            "GET named mutation",
+            Method::GET,
+            named_mutation_get,
+            None,
+            Some(GQL),
+            "",
+            405,
+            GQL,
+        ),
+        (
+            "POST named subscription",
+            Method::POST,
+            String::new(),
+            Some(JSON),
+            None,
+            named_subscription,
+            400,
+            JSON,
+        ),
+        (
             "GET no query",
             Method::GET,
             String::new(),
@@ -318,6 +341,26 @@ async fn graphql_over_http_status_and_media_type_table() {
             );
         }
     }
+}
+
+/// A named mutation sent with GET is refused before it runs: the account it would have created
+/// does not exist afterwards.
+#[tokio::test]
+async fn a_named_mutation_over_get_creates_nothing() {
+    let app = spawn_app().await;
+    let sign_up = get_query(
+        "mutation M { signUp(input: {email: \"via-get@contoso.com\", password: \"a long passphrase via GET\"}) { accessToken } }",
+    );
+    let exchange = send(&app, Method::GET, &sign_up, None, None, "").await;
+    assert_eq!(exchange.status, 405, "{}", exchange.body);
+    let body = app
+        .graphql(
+            None,
+            "mutation($input: LogInInput!) { logIn(input: $input) { accessToken userErrors { code } } }",
+            serde_json::json!({ "input": { "email": "via-get@contoso.com", "password": "a long passphrase via GET" } }),
+        )
+        .await;
+    assert!(body["data"]["logIn"]["accessToken"].is_null(), "{body}");
 }
 
 #[tokio::test]
