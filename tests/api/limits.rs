@@ -72,7 +72,10 @@ async fn each_document_limit_refuses_with_a_code_and_no_statement() {
 
     // (case, document, status, code, message fragment); refusals before execution are 400
     // with `application/graphql-response+json`, an oversized document 413.
-    let cases: [(&str, &str, u16, &str, &str); 10] = [
+    // Plain lists are priced by their `first` too, so a cycle through them cannot fan out.
+    let cycle = "{ myProviders(first: 1) { nodes { submissions { provider { submissions { \
+        provider { submissions { number } } } } } } } }";
+    let cases: [(&str, &str, u16, &str, &str); 11] = [
         (
             "depth",
             &deep_selection(16),
@@ -83,6 +86,13 @@ async fn each_document_limit_refuses_with_a_code_and_no_statement() {
         (
             "complexity of a list, by its `first`",
             complex,
+            400,
+            "GRAPHQL_VALIDATION_FAILED",
+            "too complex",
+        ),
+        (
+            "complexity of a cycle through a plain list",
+            cycle,
             400,
             "GRAPHQL_VALIDATION_FAILED",
             "too complex",
@@ -172,7 +182,7 @@ async fn each_document_limit_refuses_with_a_code_and_no_statement() {
 }
 
 #[tokio::test]
-async fn every_connection_takes_first_from_1_to_100() {
+async fn every_connection_and_list_takes_first_from_1_to_100() {
     let app = spawn_app_with(&[]).await;
     let reviewer = app.user_with_role(Role::Reviewer).await;
     let provider = Registration::create(&app, &reviewer, "Pages").await;
@@ -189,6 +199,10 @@ async fn every_connection_takes_first_from_1_to_100() {
         (
             "provider.timeline",
             "query($f: Int, $id: ID!) { provider(id: $id) { timeline(first: $f) { totalCount } } }",
+        ),
+        (
+            "provider.submissions",
+            "query($f: Int, $id: ID!) { provider(id: $id) { submissions(first: $f) { number } } }",
         ),
     ];
     for (name, query) in connections {

@@ -109,12 +109,22 @@ impl Provider {
             decode_report(self.0.draft_report.as_ref()).as_ref(),
         ))
     }
-    /// Every submission, newest first.
-    async fn submissions(&self, ctx: &Context<'_>) -> ApiResult<Vec<Submission>> {
+    /// The newest `first` submissions, newest first (the timeline has the whole history). Each
+    /// costs its selection toward the query complexity, like the items of a connection.
+    #[graphql(
+        complexity = "usize::try_from(first.unwrap_or(20)).unwrap_or(1).max(1) * child_complexity"
+    )]
+    async fn submissions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "1 to 100; default 20.")] first: Option<i32>,
+    ) -> ApiResult<Vec<Submission>> {
+        let limit = page_size(first, 20)?;
         let state = ctx.data_unchecked::<AppState>();
         let rows = submission::Entity::find()
             .filter(submission::Column::ProviderId.eq(self.0.id))
             .order_by_desc(submission::Column::Number)
+            .limit(limit)
             .all(state.db.conn())
             .await?;
         Ok(rows.into_iter().map(Submission).collect())

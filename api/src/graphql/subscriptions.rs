@@ -279,7 +279,6 @@ impl SubmissionStatusChange {
         self.0.submission(ctx).await
     }
     /// `null` when the submission was just created.
-    /// `null` when the submission was just created.
     async fn from_status(&self) -> Option<SubmissionStatus> {
         self.0.status_before()
     }
