@@ -309,11 +309,35 @@ pub fn build_report(
     ));
 
     let overall = report_overall(&checks);
+    // Every action and signature was checked; the report lists a bounded number of each, so
+    // that a sample of thousands of actions cannot make a report of megabytes (it is stored
+    // with every submission and read with every queue page).
+    facts.card_actions.truncate(MAX_LISTED_ACTIONS);
+    facts.dkim_signatures.truncate(MAX_LISTED_SIGNATURES);
     CriteriaReport {
         facts,
-        checks,
+        checks: checks.into_iter().map(cap_evidence).collect(),
         overall,
     }
+}
+
+/// Most card actions a report lists in its facts.
+pub const MAX_LISTED_ACTIONS: usize = 100;
+/// Most DKIM signatures a report lists in its facts.
+pub const MAX_LISTED_SIGNATURES: usize = 20;
+/// Most evidence lines of one check, the last of them saying how many were left out.
+pub const MAX_EVIDENCE_LINES: usize = 50;
+
+fn cap_evidence(mut check: CriterionCheck) -> CriterionCheck {
+    if check.evidence.len() > MAX_EVIDENCE_LINES {
+        let kept = MAX_EVIDENCE_LINES - 1;
+        let left_out = check.evidence.len() - kept;
+        check.evidence.truncate(kept);
+        check
+            .evidence
+            .push(format!("… and {left_out} more lines like the ones above"));
+    }
+    check
 }
 
 /// Registered senders are normalised by the caller; normalising again keeps a stray upper-case

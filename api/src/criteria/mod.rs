@@ -248,7 +248,7 @@ pub struct SampleFacts {
     pub sender_registered: bool,
     /// PASS / WARN / FAIL by the README rule.
     pub overall: Verdict,
-    /// Every DKIM-Signature, topmost first.
+    /// The DKIM-Signatures, topmost first, at most 20 (every one is verified).
     pub dkim_signatures: Vec<DkimSignatureFact>,
     /// The From mailbox, normalised (lower case, A-label domain), when there is exactly one.
     pub from_address: Option<String>,
@@ -260,7 +260,8 @@ pub struct SampleFacts {
     pub spf_domain: Option<String>,
     /// The decoded subject.
     pub subject: Option<String>,
-    /// Every URL-bearing action of the card.
+    /// The card's URL-bearing actions, at most 100 (every action is checked; the checks'
+    /// evidence names those that fail).
     pub card_actions: Vec<CardActionFact>,
 }
 
@@ -272,7 +273,8 @@ pub struct CriterionCheck {
     pub criterion: Criterion,
     /// Its verdict.
     pub verdict: Verdict,
-    /// Human-readable lines pointing at what was looked at and what to fix.
+    /// Human-readable lines pointing at what was looked at and what to fix; at most 50, the
+    /// last then saying how many were left out.
     pub evidence: Vec<String>,
 }
 

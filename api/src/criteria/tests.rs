@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::checks::{MAX_EVIDENCE_LINES, MAX_LISTED_ACTIONS};
 use super::domains::normalize_address;
 use super::*;
 
@@ -410,6 +411,42 @@ async fn card_deeper_than_the_walker_limit_fails_the_target_check() {
     let report = run(raw.as_bytes()).await.expect("report");
     assert_eq!(report.facts.markup, MarkupKind::Adaptive);
     assert!(!report.facts.actions_within_targets);
+}
+
+/// Thousands of actions are all checked, but the report stays small: the facts list at most
+/// `MAX_LISTED_ACTIONS` of them and each check at most `MAX_EVIDENCE_LINES` lines. The one
+/// action outside the targets comes last, so it is checked although it is not listed.
+#[tokio::test]
+async fn thousands_of_actions_are_all_checked_and_listed_in_bounds() {
+    let good =
+        r#"{"type":"Action.Http","title":"Approve expense","url":"https://api.contoso.com/ok"}"#;
+    let bad = r#"{"type":"Action.Http","title":"Approve expense","url":"https://evil.example/x"}"#;
+    let mut actions = vec![good; 3_000];
+    actions.push(bad);
+    let card = format!(
+        r#"{{"type":"AdaptiveCard","actions":[{}]}}"#,
+        actions.join(",")
+    );
+    let raw = format!(
+        "{HEADERS}Content-Type: text/html; charset=utf-8\r\n\r\n{}",
+        card_html(&card)
+    );
+    let report = run(raw.as_bytes()).await.expect("report");
+    assert!(
+        !report.facts.actions_within_targets,
+        "the last action was checked"
+    );
+    assert_eq!(report.facts.card_actions.len(), MAX_LISTED_ACTIONS);
+    for check in &report.checks {
+        assert!(
+            check.evidence.len() <= MAX_EVIDENCE_LINES,
+            "{:?}: {} lines",
+            check.criterion,
+            check.evidence.len()
+        );
+    }
+    let stored = serde_json::to_vec(&report).expect("serialises");
+    assert!(stored.len() < 64 * 1024, "{} bytes", stored.len());
 }
 
 #[tokio::test]
