@@ -93,27 +93,40 @@ pub fn per_second(count: u64, elapsed: Duration) -> f64 {
     }
 }
 
-/// Sends `{ viewer { id email } }` as `token` at `load.rate` per second, spread evenly over
-/// `load.workers` workers whose schedules are staggered, until `load.duration` has passed or
-/// `load.max_requests` were sent.
+/// Sends `{ viewer { id email } }` as `token` with [`run_open_loop`].
+pub async fn run_queries(api: &Api, token: &str, load: QueryLoad) -> anyhow::Result<QueryStats> {
+    let (api, token): (Api, Arc<str>) = (api.clone(), token.into());
+    run_open_loop(load, move || {
+        let (api, token) = (api.clone(), Arc::clone(&token));
+        async move { api.viewer(&token).await }
+    })
+    .await
+}
+
+/// Sends `request` at `load.rate` per second, spread evenly over `load.workers` workers whose
+/// schedules are staggered, until `load.duration` has passed or `load.max_requests` were sent.
+/// `request` resolves to `Ok` when the answer was the expected one.
 ///
 /// A worker measures from the moment it sends. When an answer takes longer than the worker's
 /// interval, the requests it could not send meanwhile are recorded as the HDR histogram's
 /// coordinated-omission correction prescribes (`record_correct`), so a stall is not hidden by
 /// the worker waiting it out.
-pub async fn run_queries(api: &Api, token: &str, load: QueryLoad) -> anyhow::Result<QueryStats> {
+pub async fn run_open_loop<F, Fut>(load: QueryLoad, request: F) -> anyhow::Result<QueryStats>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let workers = load.workers.max(1);
     let worker_rate = load.rate / workers as f64;
     let period = Duration::from_secs_f64(1.0 / worker_rate);
     let cap = load.max_requests.div_ceil(workers as u64);
     let start = Instant::now();
     let deadline = start + load.duration;
-    let token: Arc<str> = token.into();
+    let request = Arc::new(request);
 
     let mut tasks = JoinSet::new();
     for index in 0..workers {
-        let api = api.clone();
-        let token = Arc::clone(&token);
+        let request = Arc::clone(&request);
         let offset = period.mul_f64(index as f64 / workers as f64);
         tasks.spawn(async move {
             let mut latencies = new_histogram()?;
@@ -126,7 +139,7 @@ pub async fn run_queries(api: &Api, token: &str, load: QueryLoad) -> anyhow::Res
                     break;
                 }
                 let sent = Instant::now();
-                match api.viewer(&token).await {
+                match request().await {
                     Ok(()) => {
                         ok += 1;
                         latencies

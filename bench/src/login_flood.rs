@@ -21,7 +21,7 @@ use crate::{
 /// The password of both seeded accounts (passes the service's password policy).
 const PASSWORD: &str = "bench-login-flood-correct-horse";
 /// The wrong password half of the flood sends.
-const WRONG_PASSWORD: &str = "bench-login-flood-wrong-battery";
+pub(crate) const WRONG_PASSWORD: &str = "bench-login-flood-wrong-battery";
 /// Timed argon2id hashes for the in-process single-hash time (after one warm-up).
 const HASH_SAMPLES: usize = 7;
 

@@ -30,7 +30,7 @@ use crate::{
 pub(crate) const PASSWORD: &str = "bench-queue-correct-horse-battery";
 
 /// The measured operation: one queue page with its nested sections.
-const QUEUE_PAGE: &str = "query($first: Int) { reviewQueue(first: $first) { \
+pub(crate) const QUEUE_PAGE: &str = "query($first: Int) { reviewQueue(first: $first) { \
     totalCount pageInfo { hasNextPage endCursor } \
     edges { node { id number status scope queueEnteredAt ageInQueueSeconds \
     claimHolder { id email } provider { id name } \

@@ -5,12 +5,13 @@
 //! end, also on failure); the queue benchmark seeds thousands of providers and submissions
 //! and compares the queue page with a plain handler; a trivial query is compared with a static
 //! response; log-ins are compared with the argon2 ceiling of this machine; the statements per
-//! operation come from the service's own metrics; thousands of subscribed sockets measure the
+//! operation come from the service's own metrics; the queue page's p99 is compared with itself
+//! during a flood of log-ins; thousands of subscribed sockets measure the
 //! memory per connection, the fan-out of one event and the Redis hop between two instances.
 
 use std::{
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -19,11 +20,12 @@ use clap::Parser;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::{
     fanout,
     graphql::Api,
-    load::{self, ClosedLoad},
+    load::{self, ClosedLoad, Flood, QueryLoad},
     login_flood::{self, seconds},
     queue,
     service::{self, Service, ServiceOptions},
@@ -101,7 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 async fn run_steps(args: &Args, database_url: &str, phase: Duration) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
 
-    eprintln!("\n== 1/4 queue page: GraphQL against a plain actix handler (seeding first)");
+    eprintln!("\n== 1/5 queue page: GraphQL against a plain actix handler (seeding first)");
     let duration = args.duration.to_string();
     let providers = args.providers.to_string();
     let queue_args = QueueCli::try_parse_from([
@@ -152,10 +154,12 @@ async fn run_steps(args: &Args, database_url: &str, phase: Duration) -> anyhow::
 
     let service = start_service(database_url, &args.redis_url).await?;
     let measured = async {
-        eprintln!("\n== 2/4 a trivial query against a static response");
+        eprintln!("\n== 2/5 a trivial query against a static response");
         rows.push(trivial_query(&service, phase).await?);
-        eprintln!("\n== 3/4 log-in throughput against the argon2 ceiling");
+        eprintln!("\n== 3/5 log-in throughput against the argon2 ceiling");
         rows.push(log_in_throughput(&service, phase).await?);
+        eprintln!("\n== 4/5 the queue page's p99 without and during a log-in flood");
+        rows.push(queue_p99_under_login_flood(&service, phase).await?);
         anyhow::Ok(())
     }
     .await;
@@ -164,7 +168,7 @@ async fn run_steps(args: &Args, database_url: &str, phase: Duration) -> anyhow::
     measured.with_context(|| format!("the service's log ends:\n{log_tail}"))?;
 
     eprintln!(
-        "\n== 4/4 subscription fan-out: {} subscribers, memory per connection, the Redis hop",
+        "\n== 5/5 subscription fan-out: {} subscribers, memory per connection, the Redis hop",
         args.subscribers
     );
     let subscribers = args.subscribers.to_string();
@@ -362,6 +366,99 @@ fn run_id() -> u128 {
 
 /// Successful log-ins per second against the most this machine can hash: the service's permits
 /// (its default, one per core but one) divided by one hash's time measured here.
+/// The log-in flood bar on the reviewer queue page: the page's p99 at a steady 100 requests/s
+/// (8 workers), first alone, then while 16 workers log in as fast as they are answered (half of
+/// them with a wrong password), after a 1 s ramp. Both phases in one run, on the seeded data.
+async fn queue_p99_under_login_flood(service: &Service, phase: Duration) -> anyhow::Result<Row> {
+    const TARGET: f64 = 2.0;
+    let run = run_id();
+    let queries = Api::new(service.base_url(), Duration::from_secs(30))?;
+    let logins = Api::new(service.base_url(), Duration::from_secs(60))?;
+    let reviewer_email = format!("bench-flood-reviewer-{run}@contoso.com");
+    service
+        .cli(
+            &[
+                "user",
+                "create",
+                "--email",
+                &reviewer_email,
+                "--role",
+                "reviewer",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .await?;
+    let reviewer: Arc<str> = queries
+        .log_in_token(&reviewer_email, PASSWORD)
+        .await?
+        .into();
+    let flood_email = format!("bench-flood-{run}@contoso.com");
+    logins.sign_up(&flood_email, PASSWORD).await?;
+
+    let page = move || {
+        let (api, token) = (queries.clone(), Arc::clone(&reviewer));
+        async move {
+            let data = api
+                .post(queue::QUEUE_PAGE, json!({ "first": 20 }), Some(&token))
+                .await?;
+            let items = data["reviewQueue"]["edges"].as_array().map_or(0, Vec::len);
+            ensure!(items == 20, "the queue page had {items} items");
+            Ok(())
+        }
+    };
+    let steady = |duration| QueryLoad {
+        workers: 8,
+        rate: 100.0,
+        duration,
+        max_requests: 1_000_000,
+    };
+    load::run_open_loop(steady(Duration::from_secs(2)), page.clone()).await?;
+    let alone = load::run_open_loop(steady(phase), page.clone()).await?;
+
+    let ramp = Duration::from_secs(1);
+    let (stop, stopped) = watch::channel(false);
+    let flood = Flood {
+        workers: 16,
+        email: flood_email,
+        password: PASSWORD.to_owned(),
+        wrong_password: login_flood::WRONG_PASSWORD.to_owned(),
+        deadline: Instant::now() + ramp + phase + Duration::from_secs(60),
+        max_requests: 1_000_000,
+    };
+    let flooding = load::start_flood(&logins, &flood, &stopped);
+    tokio::time::sleep(ramp).await;
+    let flooded = load::run_open_loop(steady(phase), page).await;
+    stop.send_replace(true);
+    let logged_in = load::join_flood(flooding).await?;
+    let flooded = flooded?;
+
+    let p99 = |stats: &load::QueryStats| stats.latencies.value_at_quantile(0.99) as f64 / 1_000.0;
+    let (before, during) = (p99(&alone), p99(&flooded));
+    let ratio = during / before.max(0.001);
+    let clean = alone.errors == 0 && flooded.errors == 0;
+    eprintln!(
+        "queue page p99: {before:.2} ms alone, {during:.2} ms during the flood ({} log-ins \
+         answered); errors {} and {}{}",
+        logged_in.samples.len(),
+        alone.errors,
+        flooded.errors,
+        alone
+            .first_error
+            .as_ref()
+            .or(flooded.first_error.as_ref())
+            .map_or(String::new(), |e| format!(" (first: {e})"))
+    );
+    Ok(Row {
+        measure: format!(
+            "queue page p99 during a log-in flood / alone ({during:.1} vs {before:.1} ms{})",
+            if clean { "" } else { ", with errors" }
+        ),
+        figure: format!("{ratio:.2}x"),
+        target: format!("<= {TARGET:.2}x"),
+        verdict: Verdict::of(clean && ratio <= TARGET),
+    })
+}
+
 async fn log_in_throughput(service: &Service, phase: Duration) -> anyhow::Result<Row> {
     let api = Api::new(service.base_url(), Duration::from_secs(60))?;
     let email = format!("bench-login-{}@contoso.com", run_id());
