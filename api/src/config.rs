@@ -268,8 +268,8 @@ impl Settings {
             .unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
             });
-        if concurrency == 0 {
-            bail!("PASSWORD_HASH_CONCURRENCY must be at least 1");
+        if !(1..=256).contains(&concurrency) {
+            bail!("PASSWORD_HASH_CONCURRENCY must be between 1 and 256, got {concurrency}");
         }
         let max_body_bytes: usize = env.parse("MAX_BODY_BYTES")?.unwrap_or(4 * 1024 * 1024);
         if max_body_bytes < 1024 {

@@ -1,6 +1,9 @@
 //! Password hashing (argon2id, OWASP parameters) off the async workers, and the password policy.
 
-use std::sync::Arc;
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex, PoisonError, mpsc},
+};
 
 use anyhow::Context;
 use argon2::{
@@ -18,11 +21,13 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Hashes and verifies passwords on the blocking pool, a bounded number at a time, so a login
-/// flood queues here instead of starving the async workers or exhausting memory.
+/// Hashes and verifies passwords on threads of their own, a bounded number at a time and at a
+/// lower CPU priority than the rest of the service, so a login flood queues here and takes the
+/// CPU that requests leave, instead of starving the async workers or exhausting memory.
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    threads: Arc<HashingThreads>,
     /// A real hash of a random password, verified when the account does not exist so that
     /// unknown accounts take as long as wrong passwords.
     decoy_hash: Arc<str>,
@@ -30,6 +35,7 @@ pub struct PasswordHasher {
 
 impl PasswordHasher {
     pub fn new(concurrency: usize) -> anyhow::Result<Self> {
+        let threads = HashingThreads::start(concurrency)?;
         let salt = SaltString::generate(&mut OsRng);
         let decoy = uuid::Uuid::new_v4().to_string();
         let decoy_hash = argon2()
@@ -39,6 +45,7 @@ impl PasswordHasher {
             .to_string();
         Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency)),
+            threads: Arc::new(threads),
             decoy_hash: decoy_hash.into(),
         })
     }
@@ -87,10 +94,91 @@ impl PasswordHasher {
             .await
             .context("password hasher is shut down")?;
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(work))
+        self.threads
+            .run(move || span.in_scope(work))
             .instrument(tracing::debug_span!("argon2"))
+            .await?
+    }
+}
+
+/// The niceness of the hashing threads: under contention a thread of nice 10 gets about a
+/// tenth of the CPU time of one at the default 0, and all of it when nothing else runs.
+pub const HASHING_NICENESS: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of threads, at [`HASHING_NICENESS`] and `SCHED_BATCH`, running hashing jobs in
+/// turn. They stop when the last [`PasswordHasher`] holding them is dropped.
+struct HashingThreads {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl HashingThreads {
+    fn start(count: usize) -> anyhow::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..count {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || {
+                    lower_own_priority();
+                    loop {
+                        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok(job) = next else {
+                            break;
+                        };
+                        // A panicking job drops its answer channel, which its caller reports;
+                        // the thread goes on with the next job.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                    }
+                })
+                .context("starting a password-hashing thread")?;
+        }
+        Ok(Self { jobs })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                // The caller may have gone away meanwhile.
+                let _ = answer.send(work());
+            }))
+            .map_err(|_| anyhow::anyhow!("the password-hashing threads have stopped"))?;
+        answered
             .await
-            .context("password hashing task panicked")?
+            .context("password hashing panicked before it answered")
+    }
+}
+
+/// Sets the calling thread to `SCHED_BATCH` at [`HASHING_NICENESS`]; any process may lower its
+/// own threads' priority. Where that fails the thread runs at normal priority, and says so.
+fn lower_own_priority() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    // The crate maps 0..=99 onto niceness 19..=-20: 22 is niceness 10.
+    let result = ThreadPriorityValue::try_from(22u8)
+        .map_err(|error| anyhow::anyhow!("{error}"))
+        .and_then(|value| {
+            set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Crossplatform(value),
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch),
+            )
+            .map_err(|error| anyhow::anyhow!("{error:?}"))
+        });
+    if let Err(error) = result {
+        tracing::warn!(
+            error = %error,
+            niceness = HASHING_NICENESS,
+            "could not lower the priority of a password-hashing thread; it runs at normal priority"
+        );
     }
 }
 
@@ -207,6 +295,43 @@ pub fn check_password_policy(password: &str, email: &str) -> Result<(), Password
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The niceness and scheduling policy of the calling thread, from `/proc/thread-self/stat`
+    /// (fields 19 and 41; the command name in field 2 may contain spaces, so count after it).
+    #[cfg(target_os = "linux")]
+    fn own_niceness_and_policy() -> (i32, u32) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+        let after_name = &stat[stat.rfind(')').expect("name") + 2..];
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        (
+            fields[19 - 3].parse().expect("nice"),
+            fields[41 - 3].parse().expect("policy"),
+        )
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashes_run_on_threads_of_lower_priority_than_the_caller() {
+        const SCHED_BATCH: u32 = 3;
+        let (caller_nice, _) = own_niceness_and_policy();
+        let threads = HashingThreads::start(1).expect("threads");
+        let (nice, policy) = threads.run(own_niceness_and_policy).await.expect("ran");
+        assert_eq!(policy, SCHED_BATCH);
+        assert!(
+            nice >= HASHING_NICENESS,
+            "nice {nice}, the caller's {caller_nice}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_reported_and_the_thread_goes_on() {
+        let threads = HashingThreads::start(1).expect("threads");
+        let panicked = threads
+            .run(|| -> u8 { panic!("a hashing job panics") })
+            .await;
+        assert!(panicked.is_err());
+        assert_eq!(threads.run(|| 7u8).await.expect("the same thread"), 7);
+    }
 
     #[test]
     fn policy_checks_length_not_composition() {
