@@ -59,7 +59,8 @@ pub struct Args {
     /// postgres://postgres@127.0.0.1:5432/amdash_bench; default: a fresh SQLite file.
     #[arg(long)]
     database_url: Option<String>,
-    /// PASSWORD_HASH_CONCURRENCY for the service; default: the service's own (CPU count).
+    /// PASSWORD_HASH_CONCURRENCY for the service; default: the service's own (CPU count - 1,
+    /// at least 1).
     #[arg(long)]
     password_hash_concurrency: Option<usize>,
     /// The service binary; default: <target dir>/release/dashboard, built first.
@@ -305,9 +306,10 @@ impl Report {
         } else {
             "SQLite"
         };
-        let permits = args
-            .password_hash_concurrency
-            .map_or_else(|| format!("default ({})", self.cpus), |n| n.to_string());
+        let permits = args.password_hash_concurrency.map_or_else(
+            || format!("default ({})", self.cpus.saturating_sub(1).max(1)),
+            |n| n.to_string(),
+        );
         println!();
         println!(
             "login-flood: {} CPUs, {database}, PASSWORD_HASH_CONCURRENCY={permits}",
