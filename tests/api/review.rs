@@ -383,6 +383,19 @@ async fn parallel_claims_and_decisions_have_exactly_one_winner() {
         .filter(|r| r["submission"]["status"].is_string())
         .count();
     assert_eq!(decided, 1, "{results:?}");
+    // The others lost the race or came after it: either way a decided submission says so.
+    let again = act(
+        &app,
+        holder,
+        "rejectSubmission",
+        json!({ "submissionId": id, "reason": "too late" }),
+    )
+    .await;
+    assert_eq!(
+        again["userErrors"][0]["code"],
+        json!("NOT_IN_QUEUE"),
+        "{again}"
+    );
 
     let timeline = provider
         .read("timeline(first: 100) { edges { node { kind } } }")

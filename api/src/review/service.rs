@@ -433,6 +433,19 @@ pub async fn decide(
     let now = Utc::now();
     let txn = state.db.begin_write().await?;
     let (current, provider) = reviewable(&txn, reviewer, submission_id).await?;
+    let queued = [SubmissionStatus::Submitted, SubmissionStatus::InReview]
+        .iter()
+        .any(|status| current.status == status.as_str());
+    if !queued {
+        return Err(PayloadError::field(
+            "submissionId",
+            "NOT_IN_QUEUE",
+            format!(
+                "the submission is {} and cannot be decided; revokeApproval ends an approval",
+                current.status
+            ),
+        ));
+    }
     let holds_claim = current.status == SubmissionStatus::InReview.as_str()
         && current.claimed_by == Some(reviewer.user_id)
         && current.claim_expires_at.is_some_and(|at| at > now);
