@@ -278,6 +278,24 @@ async fn change_requests_name_only_fields_of_the_registration_form() {
         "{seen}"
     );
 
+    // Entries the submission does not have: one sender and one target URL were submitted.
+    let body = app
+        .graphql(
+            Some(&reviewer.access_token),
+            ask,
+            json!({ "id": id, "fields": ["providerDetails.senderEmails[0]", "providerDetails.senderEmails[19]", "providerDetails.targetUrls[1]"] }),
+        )
+        .await;
+    let payload = &body["data"]["requestChanges"];
+    assert_eq!(payload["submission"], Value::Null, "{body}");
+    assert_eq!(
+        codes(payload),
+        vec![
+            (json!(["fields", "1"]), "NO_SUCH_ENTRY".to_owned()),
+            (json!(["fields", "2"]), "NO_SUCH_ENTRY".to_owned()),
+        ]
+    );
+
     let body = app
         .graphql(
             Some(&reviewer.access_token),

@@ -105,6 +105,44 @@ fn requested_fields(fields: &[String]) -> Result<Vec<String>, PayloadError> {
     }
 }
 
+/// Refuses list entries the submitted sections do not have, such as
+/// `providerDetails.senderEmails[3]` of a submission with two senders: the submitter would be
+/// asked to fix something that is not there. Paths were checked against the form already.
+fn missing_entries(snapshot: &serde_json::Value, fields: &[String]) -> Result<(), PayloadError> {
+    let mut errors = Vec::new();
+    for (index, path) in fields.iter().enumerate() {
+        let Some((section, entry)) = path.split_once('.') else {
+            continue;
+        };
+        let Some((list, position)) = entry
+            .split_once('[')
+            .and_then(|(list, tail)| Some((list, tail.strip_suffix(']')?.parse::<usize>().ok()?)))
+        else {
+            continue;
+        };
+        let entries = snapshot
+            .get(section)
+            .and_then(|section| section.get(list))
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len);
+        if position >= entries {
+            errors.push(UserError::new(
+                [PathSegment::Field("fields"), PathSegment::Index(index)],
+                "NO_SUCH_ENTRY",
+                format!(
+                    "{path} does not exist: the submission has {entries} {section}.{list} \
+                     entries (numbered from 0)"
+                ),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(PayloadError::User(errors))
+    }
+}
+
 fn reason_text(field: &'static str, reason: &str) -> Result<String, PayloadError> {
     let reason = reason.trim();
     if reason.is_empty() {
@@ -455,6 +493,10 @@ pub async fn decide(
             "NOT_CLAIM_HOLDER",
             "claim the submission before deciding it (or your claim expired)",
         ));
+    }
+
+    if let Decision::RequestChanges { fields, .. } = &decision {
+        missing_entries(&current.snapshot, fields)?;
     }
 
     let mut recorded: Vec<event::Model> = Vec::new();
