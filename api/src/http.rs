@@ -222,6 +222,16 @@ pub async fn graphql(
         }
     }
 
+    // Two credentials are ambiguous (a proxy and a client may each have added one): neither
+    // is picked silently.
+    if request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .nth(1)
+        .is_some()
+    {
+        return bad_request("send at most one Authorization header");
+    }
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, error_code, spawn_app, spawn_app_with};
 
 struct Exchange {
     status: u16,
@@ -340,6 +340,37 @@ async fn graphql_over_http_status_and_media_type_table() {
                 "{what}: {parsed}"
             );
         }
+    }
+}
+
+/// Two `Authorization` headers are refused, whichever of them is valid.
+#[tokio::test]
+async fn two_authorization_headers_are_a_bad_request() {
+    let app = spawn_app().await;
+    let user = app.sign_up().await;
+    for order in [
+        [
+            format!("Bearer {}", user.access_token),
+            "Bearer forged".to_owned(),
+        ],
+        [
+            "Bearer forged".to_owned(),
+            format!("Bearer {}", user.access_token),
+        ],
+    ] {
+        let response = app
+            .client
+            .post(app.graphql_url())
+            .header("content-type", JSON)
+            .header("authorization", &order[0])
+            .header("authorization", &order[1])
+            .body(r#"{"query":"{ viewer { id } }"}"#)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 400);
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(error_code(&body), Some("BAD_REQUEST"), "{body}");
     }
 }
 
