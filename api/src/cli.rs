@@ -97,6 +97,19 @@ pub enum KeysAction {
     Generate,
 }
 
+/// One line per migration on standard output, `applied` or `pending`, whatever the log level
+/// (sea-orm-migration's own `status` only logs).
+async fn print_migration_status(conn: &sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    for migration in Migrator::get_migration_with_status(conn).await? {
+        println!(
+            "{:<8} {}",
+            migration.status().to_string().to_lowercase(),
+            migration.name()
+        );
+    }
+    Ok(())
+}
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
@@ -115,7 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             match action {
                 MigrateAction::Up => Migrator::up(conn, None).await,
                 MigrateAction::Down => Migrator::down(conn, Some(1)).await,
-                MigrateAction::Status => Migrator::status(conn).await,
+                MigrateAction::Status => print_migration_status(conn).await,
                 MigrateAction::Fresh => Migrator::fresh(conn).await,
             }
             .context("running the migration command")

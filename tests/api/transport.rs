@@ -512,3 +512,45 @@ fn committed_schema_matches_the_code() {
         "schema.graphql is out of date: run `cargo run -- schema export` and commit the result"
     );
 }
+
+/// `dashboard migrate status` prints each migration's state on standard output whatever the
+/// log level: all pending on a new database, all applied after `migrate up`.
+#[tokio::test]
+async fn migrate_status_prints_every_migration_before_and_after_up() {
+    let dir = std::env::temp_dir().join(format!("amdash-migrate-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("data dir");
+    let run = |action: &'static str| {
+        let dir = dir.clone();
+        async move {
+            let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_dashboard"))
+                .args(["migrate", action])
+                .env_clear()
+                .env("DATA_DIR", &dir)
+                .env("RUST_LOG", "warn")
+                .output()
+                .await
+                .expect("run the CLI");
+            assert!(output.status.success(), "migrate {action}: {output:?}");
+            String::from_utf8(output.stdout).expect("UTF-8")
+        }
+    };
+    let states = |printed: &str| -> Vec<String> {
+        printed
+            .lines()
+            .map(|line| {
+                line.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let before = run("status").await;
+    assert!(!before.is_empty(), "nothing printed");
+    assert!(states(&before).iter().all(|s| s == "pending"), "{before}");
+    run("up").await;
+    let after = run("status").await;
+    assert_eq!(after.lines().count(), before.lines().count(), "{after}");
+    assert!(states(&after).iter().all(|s| s == "applied"), "{after}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
