@@ -696,7 +696,8 @@ impl Connection {
                     .await;
             }
         };
-        let budget = CostBudget::new(Subject::User(auth.principal.user_id));
+        let principal = auth.principal.clone();
+        let budget = CostBudget::new(Subject::User(principal.user_id));
         let priced = Box::pin(self.schema.price(
             &payload.query,
             document.as_ref(),
@@ -710,12 +711,9 @@ impl Connection {
                 .send(json!({ "id": id, "type": "error", "payload": refusal.errors }))
                 .await;
         }
-        let Phase::Ready(auth) = &self.phase else {
-            return Flow::Continue;
-        };
         let mut request = async_graphql::Request::new(payload.query)
             .variables(variables)
-            .data(Viewer::User(auth.principal.clone()))
+            .data(Viewer::User(principal))
             .data(SubscribedAt(self.state.bus.high_water()));
         if let Some(name) = payload.operation_name {
             request = request.operation_name(name);

@@ -69,42 +69,60 @@ const FORM: &[(&str, &[FormField])] = &[
     ),
 ];
 
-/// True when `path` names a section, a field or a list entry of the registration form (see the
-/// module documentation). A list index must be written in decimal without leading zeros and
-/// lie below the list's maximum length.
-pub fn is_form_path(path: &str) -> bool {
+/// A path of the registration form, taken apart: a section, a field of it, an entry of a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FormPath<'a> {
+    pub section: &'a str,
+    pub field: Option<&'a str>,
+    pub entry: Option<usize>,
+}
+
+/// Takes `path` apart when it names a section, a field or a list entry of the registration form
+/// (see the module documentation). A list index must be written in decimal without leading
+/// zeros and lie below the list's maximum length.
+pub fn parse_form_path(path: &str) -> Option<FormPath<'_>> {
     let (section, rest) = match path.split_once('.') {
         Some((section, rest)) => (section, Some(rest)),
         None => (path, None),
     };
-    let Some((_, fields)) = FORM.iter().find(|(name, _)| *name == section) else {
-        return false;
-    };
+    let (_, fields) = FORM.iter().find(|(name, _)| *name == section)?;
     let Some(rest) = rest else {
-        return true;
+        return Some(FormPath {
+            section,
+            field: None,
+            entry: None,
+        });
     };
     let (name, index) = match rest.split_once('[') {
-        Some((name, tail)) => match tail.strip_suffix(']') {
-            Some(index) => (name, Some(index)),
-            None => return false,
-        },
+        Some((name, tail)) => (name, Some(tail.strip_suffix(']')?)),
         None => (rest, None),
     };
-    let Some(found) = fields.iter().find(|f| f.name == name) else {
-        return false;
-    };
-    match (index, found.max_entries) {
-        (None, _) => true,
-        (Some(_), None) => false,
+    let found = fields.iter().find(|f| f.name == name)?;
+    let entry = match (index, found.max_entries) {
+        (None, _) => None,
+        (Some(_), None) => return None,
         (Some(index), Some(max)) => {
             let canonical = index == "0" || !index.starts_with('0');
-            canonical
+            let well_formed = canonical
                 && !index.is_empty()
                 && index.bytes().all(|b| b.is_ascii_digit())
-                && index.len() <= 3
-                && index.parse::<usize>().is_ok_and(|i| i < max)
+                && index.len() <= 3;
+            if !well_formed {
+                return None;
+            }
+            Some(index.parse::<usize>().ok().filter(|i| *i < max)?)
         }
-    }
+    };
+    Some(FormPath {
+        section,
+        field: Some(name),
+        entry,
+    })
+}
+
+/// True when `path` names a section, a field or a list entry of the registration form.
+pub fn is_form_path(path: &str) -> bool {
+    parse_form_path(path).is_some()
 }
 
 /// Every section and field path (no list entries), for messages and documentation.

@@ -10,7 +10,7 @@ mod status;
 
 pub use blockers::submit_blockers;
 pub use draft::{MailType, ProviderDraft, Scope, SectionEdit};
-pub use form::{form_paths, is_form_path};
+pub use form::{FormPath, form_paths, is_form_path, parse_form_path};
 pub use service::{
     activate_submission, can_see_provider, create_provider, decision_notification, owned_provider,
     registration_facts, submit_for_review, update_draft, visible_provider, visible_submission,

@@ -16,8 +16,8 @@ use crate::{
     events::{self, EventKind, NewEvent},
     notifications::{self, Decision as NotifiedDecision},
     registration::{
-        Scope, SubmissionStatus, activate_submission, decision_notification, is_form_path,
-        visible_submission,
+        FormPath, Scope, SubmissionStatus, activate_submission, decision_notification,
+        is_form_path, parse_form_path, visible_submission,
     },
     state::AppState,
 };
@@ -111,12 +111,11 @@ fn requested_fields(fields: &[String]) -> Result<Vec<String>, PayloadError> {
 fn missing_entries(snapshot: &serde_json::Value, fields: &[String]) -> Result<(), PayloadError> {
     let mut errors = Vec::new();
     for (index, path) in fields.iter().enumerate() {
-        let Some((section, entry)) = path.split_once('.') else {
-            continue;
-        };
-        let Some((list, position)) = entry
-            .split_once('[')
-            .and_then(|(list, tail)| Some((list, tail.strip_suffix(']')?.parse::<usize>().ok()?)))
+        let Some(FormPath {
+            section,
+            field: Some(list),
+            entry: Some(position),
+        }) = parse_form_path(path)
         else {
             continue;
         };
@@ -471,9 +470,10 @@ pub async fn decide(
     let now = Utc::now();
     let txn = state.db.begin_write().await?;
     let (current, provider) = reviewable(&txn, reviewer, submission_id).await?;
-    let queued = [SubmissionStatus::Submitted, SubmissionStatus::InReview]
-        .iter()
-        .any(|status| current.status == status.as_str());
+    let queued = matches!(
+        SubmissionStatus::parse(&current.status),
+        Some(SubmissionStatus::Submitted | SubmissionStatus::InReview)
+    );
     if !queued {
         return Err(PayloadError::field(
             "submissionId",
