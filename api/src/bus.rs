@@ -511,10 +511,12 @@ impl Sequencer {
             return;
         }
         self.last = event.id;
-        let id = event.id;
+        // The mark rises before any feed can see the event: a socket that joins a running
+        // subscription reads the mark to know where its share starts (see `ws::fanout`), so
+        // an event already handed to a feed must be at or below what it reads.
+        self.shared.high_water.store(event.id, Ordering::Release);
         // No subscriber is not an error: the event is in the log.
         let _ = self.shared.output.send(event);
-        self.shared.high_water.store(id, Ordering::Release);
     }
 }
 

@@ -639,23 +639,28 @@ pub async fn graphiql() -> HttpResponse {
         )
 }
 
-/// Middleware: counts every request and its latency under its matched route.
-pub async fn record_metrics(
-    request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    // Any method string is possible on the wire; only the standard ones become label values.
-    let method = match *request.method() {
+/// A request method as a metric label: any method string is possible on the wire, and only the
+/// standard ones become label values.
+pub fn method_label(method: &Method) -> String {
+    match *method {
         Method::GET
         | Method::POST
         | Method::PUT
         | Method::DELETE
         | Method::HEAD
         | Method::OPTIONS
-        | Method::PATCH => request.method().to_string(),
+        | Method::PATCH => method.to_string(),
         _ => "OTHER".to_owned(),
-    };
+    }
+}
+
+/// Middleware: counts every request and its latency under its matched route.
+pub async fn record_metrics(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = method_label(request.method());
     let metrics = request
         .app_data::<web::Data<AppState>>()
         .map(|state| state.metrics.clone());

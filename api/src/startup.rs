@@ -4,10 +4,11 @@
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_cors::Cors;
+use actix_http::HttpService;
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, map_config};
 use actix_web::{
-    App, HttpServer,
-    dev::{Server, ServerHandle},
-    guard,
+    App,
+    dev::{AppConfig, Server, ServerHandle},
     http::{Method, header},
     middleware::from_fn,
     web,
@@ -217,32 +218,31 @@ fn cors(allowed_origins: AllowedOrigins) -> Cors {
     })
 }
 
+/// The HTTP server: actix-web's `HttpServer` assembled from its parts, because it has no way to
+/// take WebSocket upgrades out of the HTTP dispatcher, and `ws::upgrade_service` needs exactly
+/// that. The timeouts are `HttpServer`'s defaults: 5 s to read a request head, 5 s keep-alive,
+/// 1 s to close a connection after the response.
 fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     let schema: AppSchema = build_schema(state.clone());
     let graphiql = state.settings.graphiql;
     let max_body = state.settings.max_body_bytes;
+    let realtime = ws::Realtime::new(state.clone(), schema.clone());
     let state = web::Data::new(state);
     let schema = web::Data::new(schema);
-    let connections = web::Data::new(ws::Connections::default());
     let allowed_origins = state.settings.realtime.allowed_origins.clone();
-    let server = HttpServer::new(move || {
+    let local_addr = listener.local_addr().context("reading the bound address")?;
+    let app = move || {
         let mut app = App::new()
             .wrap(cors(allowed_origins.clone()))
             .wrap(from_fn(http::record_metrics))
             .wrap(TracingLogger::default())
             .app_data(state.clone())
             .app_data(schema.clone())
-            .app_data(connections.clone())
             .app_data(web::PayloadConfig::new(max_body))
+            // Subscriptions (GET with `Upgrade: websocket`) never get here: see ws::upgrade_service.
             .service(
                 web::resource("/graphql")
                     .route(web::post().to(http::graphql))
-                    // Subscriptions: a GET that asks to upgrade to WebSocket.
-                    .route(
-                        web::get()
-                            .guard(guard::fn_guard(ws::is_websocket_upgrade))
-                            .to(ws::graphql_ws),
-                    )
                     .route(web::get().to(http::graphql)),
             )
             .route("/livez", web::get().to(http::livez))
@@ -252,9 +252,19 @@ fn run(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             app = app.route("/graphiql", web::get().to(http::graphiql));
         }
         app
-    })
-    .listen(listener)
-    .context("starting the HTTP server")?
-    .run();
+    };
+    let server = Server::build()
+        .listen("dashboard", listener, move || {
+            let app = app().into_factory().map_err(|error| error.error_response());
+            HttpService::build()
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(local_addr)
+                .upgrade(ws::upgrade_service(realtime.clone()))
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })
+        .context("starting the HTTP server")?
+        .run();
     Ok(server)
 }

@@ -14,7 +14,7 @@ use crate::{
 
 /// What an account may do. Each role includes the ones before it: an admin is a reviewer who
 /// also manages accounts, and anyone may register providers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Enum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Enum)]
 pub enum Role {
     /// Registers providers and submits them for review.
     Submitter,
@@ -44,7 +44,7 @@ impl Role {
 }
 
 /// How the viewer proved who they are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Credential {
     /// An access token of a login session (refresh-token family).
     Session { family_id: Uuid },

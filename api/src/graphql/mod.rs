@@ -17,7 +17,7 @@ use async_graphql::{
 };
 
 pub use node::{GlobalId, Node};
-pub use subscriptions::{SharedRows, SubscribedAt, SubscriptionRoot};
+pub use subscriptions::{EventProgress, SharedRows, SubscribedAt, SubscriptionRoot};
 
 use crate::{
     error::{PayloadError, UserError},

@@ -7,7 +7,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, Weak},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicI64, Ordering},
+    },
 };
 
 use async_graphql::{Context, Enum, ID, Object, Subscription};
@@ -53,6 +56,25 @@ pub struct SubscriptionRoot;
 #[derive(Clone, Copy, Debug)]
 pub struct SubscribedAt(pub i64);
 
+/// Request data set by the transport: where the stream records the id of the event whose
+/// payload it is about to resolve (`i64::MAX` after a storage error), so that one execution can
+/// serve many sockets that each started at a different event (see `ws::fanout`).
+#[derive(Clone, Debug)]
+pub struct EventProgress(pub Arc<AtomicI64>);
+
+impl EventProgress {
+    fn of(ctx: &Context<'_>) -> Option<Self> {
+        ctx.data_opt::<Self>().cloned()
+    }
+
+    fn record<T>(progress: Option<&Self>, item: &Result<Arc<event::Model>, T>) {
+        if let Some(progress) = progress {
+            let id = item.as_ref().map_or(i64::MAX, |event| event.id);
+            progress.0.store(id, Ordering::Release);
+        }
+    }
+}
+
 /// The event id to replay after: the client's cursor, else the transport's mark.
 fn start_after(ctx: &Context<'_>, after: Option<&str>) -> ApiResult<Option<i64>> {
     match after {
@@ -93,7 +115,9 @@ impl SubscriptionRoot {
             include_internal: viewer.role >= Role::Reviewer,
         };
         let shared = SharedRows::of(ctx);
+        let progress = EventProgress::of(ctx);
         Ok(state.bus.feed(filter, after).map(move |item| {
+            EventProgress::record(progress.as_ref(), &item);
             item.map(|event| {
                 let rows = shared.rows(event.id);
                 SubmissionStatusChange(Change::new(event, viewer.clone(), rows))
@@ -122,7 +146,9 @@ impl SubscriptionRoot {
             include_internal: true,
         };
         let shared = SharedRows::of(ctx);
+        let progress = EventProgress::of(ctx);
         Ok(state.bus.feed(filter, after).map(move |item| {
+            EventProgress::record(progress.as_ref(), &item);
             item.map(|event| {
                 let rows = shared.rows(event.id);
                 ReviewQueueChange(Change::new(event, viewer.clone(), rows))

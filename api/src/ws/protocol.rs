@@ -1,15 +1,13 @@
-//! GraphQL over WebSocket on `GET /graphql` with `Upgrade: websocket`: the `graphql-transport-ws`
-//! protocol (the one the `graphql-ws` client speaks), driven here on top of `actix-ws`.
+//! The `graphql-transport-ws` protocol on one socket.
 //!
 //! We drive the protocol ourselves rather than use async-graphql's WebSocket server, which closes
 //! with the wrong codes (1002, 1011), has no initialisation timeout, buffers inbound messages
 //! without bound and never notices that the token behind a socket expired. Here:
-//! - the upgrade's `Origin` must be the service's own or in `ALLOWED_ORIGINS` (403 otherwise);
-//!   a request without `Origin` comes from a non-browser client and is allowed;
 //! - `connection_init` must carry `{"authorization": "Bearer <access token or API token>"}`
 //!   within `WS_INIT_TIMEOUT_SECONDS` (4408), once (4429); bad credentials close with 4403;
 //! - `subscribe` before the acknowledgement closes with 4401, a running id again with 4409, an
-//!   unreadable message with 4400, a message over `WS_MAX_MESSAGE_BYTES` with 1009;
+//!   unreadable message with 4400, a message over `WS_MAX_MESSAGE_BYTES` with 1009, a broken
+//!   WebSocket frame (or text that is not UTF-8) with 1002;
 //! - the credentials are checked again every `WS_AUTH_RECHECK_SECONDS` and at the access
 //!   token's expiry: expired, revoked, a disabled user or a changed role close with 4403, which
 //!   `graphql-ws` clients retry with fresh connection parameters;
@@ -21,38 +19,34 @@
 //! - a socket may send `WS_MAX_MESSAGES_PER_SECOND` messages per second after a burst of
 //!   `WS_MESSAGE_BURST` (a token bucket; every inbound message counts, pings and unsolicited
 //!   pongs included, but not the pongs that answer the server's heartbeat); one more closes it
-//!   with 4429 "Too many messages".
+//!   with 4429 "Too many messages";
+//! - a client that leaves more than [`fanout::INBOX_LIMIT`] messages unsent, or does not take
+//!   one within 10 seconds, is closed with 1008.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::AtomicI64},
     time::Duration,
 };
 
-use actix_web::{
-    HttpRequest, HttpResponse,
-    guard::GuardContext,
-    http::header::{self, HeaderValue},
-    web,
-};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
-use async_graphql::{ServerError, Variables};
-use futures_util::{
-    StreamExt,
-    future::{AbortHandle, Abortable},
-    stream::{BoxStream, SelectAll},
-};
-use serde::{Deserialize, Serialize};
+use actix_http::ws::Message;
+use async_graphql::Variables;
+use futures_util::StreamExt;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep_until, timeout};
 use uuid::Uuid;
 
+use super::{
+    Realtime,
+    fanout::{Delivery, GroupKey, Inbox, Membership, Outgoing, Start},
+    socket::{Inbound, ReadFailure, Socket},
+};
 use crate::{
     auth::{AuthRejection, Credential, Principal, Viewer, authenticate},
     config::RealtimeSettings,
-    graphql::{AppSchema, SubscribedAt, budget::CostBudget},
+    graphql::{EventProgress, SubscribedAt, budget::CostBudget},
     rate_limit::Subject,
-    state::AppState,
 };
 
 /// The subprotocol we speak.
@@ -178,72 +172,6 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Route guard: a request to upgrade to WebSocket.
-pub fn is_websocket_upgrade(ctx: &GuardContext<'_>) -> bool {
-    ctx.head()
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
-}
-
-/// `GET /graphql` with `Upgrade: websocket`.
-pub async fn graphql_ws(
-    request: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-    schema: web::Data<AppSchema>,
-    connections: web::Data<Connections>,
-) -> actix_web::Result<HttpResponse> {
-    let settings = state.settings.realtime.clone();
-    if let Some(origin) = request.headers().get(header::ORIGIN) {
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok());
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|origin| settings.allowed_origins.allows(origin, host));
-        if !allowed {
-            tracing::warn!(origin = ?origin, "websocket refused: origin not allowed");
-            return Ok(HttpResponse::Forbidden()
-                .content_type("text/plain; charset=utf-8")
-                .body("this origin may not open a WebSocket; see ALLOWED_ORIGINS\n"));
-        }
-    }
-    let speaks_protocol = request
-        .headers()
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == PROTOCOL);
-
-    let (mut response, session, messages) = actix_ws::handle(&request, body)?;
-    if speaks_protocol {
-        response.headers_mut().insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(PROTOCOL),
-        );
-    }
-    let messages = messages
-        .max_frame_size(settings.max_message_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(settings.max_message_bytes);
-    let connection = Connection {
-        state: state.get_ref().clone(),
-        schema: schema.get_ref().clone(),
-        connections: connections.into_inner(),
-        settings,
-        session,
-        phase: Phase::AwaitingInit,
-        operations: HashMap::new(),
-        outputs: SelectAll::new(),
-        next_key: 0,
-    };
-    actix_web::rt::spawn(connection.run(messages, speaks_protocol));
-    Ok(response)
-}
-
 /// A message from the client.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -302,27 +230,11 @@ struct Authenticated {
     _slot: ConnectionSlot,
 }
 
-/// A `next` message, serialised without building a JSON value first.
-#[derive(Serialize)]
-struct NextMessage<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    payload: &'a async_graphql::Response,
-}
-
-/// What an operation's stream produced.
-enum Output {
-    Next(async_graphql::Response),
-    /// The request failed before execution (parse, validation): an `error` message, no complete.
-    Error(Vec<ServerError>),
-    Done,
-}
-
-/// A running operation: its unique key (ids may be reused after completion) and its stop switch.
+/// A running operation: its unique key (ids may be reused after completion) and its share of
+/// the subscription that serves it (leaving it is dropping it).
 struct Operation {
     key: u64,
-    abort: AbortHandle,
+    _membership: Membership,
 }
 
 /// Whether the loop goes on.
@@ -333,15 +245,12 @@ enum Flow {
     Stop,
 }
 
-struct Connection {
-    state: AppState,
-    schema: AppSchema,
-    connections: Arc<Connections>,
-    settings: RealtimeSettings,
-    session: Session,
+pub(super) struct Connection {
+    realtime: Realtime,
+    socket: Socket,
+    inbox: Arc<Inbox>,
     phase: Phase,
     operations: HashMap<String, Operation>,
-    outputs: SelectAll<BoxStream<'static, (u64, String, Output)>>,
     next_key: u64,
 }
 
@@ -350,12 +259,12 @@ struct Connection {
 /// pong counts like any other frame, so pongs cannot flood the socket for free. A close ends the
 /// loop anyway.
 fn counts_against_budget(
-    message: &Option<Result<AggregatedMessage, actix_ws::ProtocolError>>,
+    message: &Result<Inbound, ReadFailure>,
     unanswered_pings: &mut u32,
 ) -> bool {
     match message {
-        Some(Ok(AggregatedMessage::Close(_))) | None => false,
-        Some(Ok(AggregatedMessage::Pong(_))) if *unanswered_pings > 0 => {
+        Ok(Inbound::Close) | Err(ReadFailure::Gone) => false,
+        Ok(Inbound::Pong) if *unanswered_pings > 0 => {
             *unanswered_pings -= 1;
             false
         }
@@ -364,42 +273,68 @@ fn counts_against_budget(
 }
 
 impl Connection {
-    async fn run(mut self, mut messages: AggregatedMessageStream, speaks_protocol: bool) {
+    /// Serves the socket until it closes.
+    pub(super) async fn run(realtime: Realtime, socket: Socket, speaks_protocol: bool) {
+        let mut connection = Self {
+            realtime,
+            socket,
+            inbox: Arc::default(),
+            phase: Phase::AwaitingInit,
+            operations: HashMap::new(),
+            next_key: 0,
+        };
         if !speaks_protocol {
             tracing::warn!("websocket refused: the client does not speak {PROTOCOL}");
-            self.close(
-                close::SUBPROTOCOL_NOT_ACCEPTABLE,
-                "Subprotocol not acceptable".into(),
-            )
-            .await;
+            connection
+                .socket
+                .close(
+                    close::SUBPROTOCOL_NOT_ACCEPTABLE,
+                    "Subprotocol not acceptable".into(),
+                )
+                .await;
             return;
         }
-        let init_deadline = Instant::now() + self.settings.init_timeout;
+        let flow = connection.serve().await;
+        // Leave every subscription before the goodbye, which may take a while.
+        connection.operations.clear();
+        if let Flow::Close(code, reason) = flow {
+            connection.socket.close(code, reason).await;
+        }
+    }
+
+    fn settings(&self) -> &RealtimeSettings {
+        &self.realtime.shared.state.settings.realtime
+    }
+
+    async fn serve(&mut self) -> Flow {
+        let settings = self.settings();
+        let init_deadline = Instant::now() + settings.init_timeout;
+        let mut budget = MessageBudget::new(
+            settings.max_messages_per_second,
+            settings.message_burst,
+            Instant::now(),
+        );
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         // Pings the server sent whose pong has not come yet (its first goes out at once).
         let mut unanswered_pings: u32 = 0;
-        let mut budget = MessageBudget::new(
-            self.settings.max_messages_per_second,
-            self.settings.message_burst,
-            last_heard,
-        );
 
-        let flow = loop {
+        loop {
             let deadline = match &self.phase {
                 Phase::AwaitingInit => init_deadline,
                 Phase::Ready(auth) => auth.next_check,
             };
             let flow = tokio::select! {
-                message = messages.recv() => {
+                message = self.socket.recv() => {
                     last_heard = Instant::now();
                     if counts_against_budget(&message, &mut unanswered_pings)
                         && !budget.spend(last_heard)
                     {
+                        let settings = self.settings();
                         tracing::warn!(
-                            limit.per_second = self.settings.max_messages_per_second,
-                            limit.burst = self.settings.message_burst,
+                            limit.per_second = settings.max_messages_per_second,
+                            limit.burst = settings.message_burst,
                             "websocket closed: too many messages"
                         );
                         Flow::Close(close::TOO_MANY_MESSAGES, "Too many messages".into())
@@ -410,41 +345,29 @@ impl Connection {
                         Box::pin(self.on_message(message)).await
                     }
                 }
-                Some((key, id, output)) = self.outputs.next(), if !self.outputs.is_empty() => {
-                    Box::pin(self.on_output(key, id, output)).await
-                }
-                _ = sleep_until(deadline) => Box::pin(self.on_deadline()).await,
+                () = self.inbox.ready() => Box::pin(self.on_deliveries()).await,
+                () = sleep_until(deadline) => Box::pin(self.on_deadline()).await,
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() > IDLE_LIMIT {
                         Flow::Close(close::GOING_AWAY, "No activity".into())
-                    } else if self.session.ping(b"").await.is_err() {
-                        Flow::Stop
                     } else {
-                        unanswered_pings = unanswered_pings.saturating_add(1);
-                        Flow::Continue
+                        let ping = Message::Ping(bytes::Bytes::new());
+                        match Box::pin(timeout(SEND_TIMEOUT, self.socket.send(ping))).await {
+                            Ok(Ok(())) => {
+                                unanswered_pings = unanswered_pings.saturating_add(1);
+                                Flow::Continue
+                            }
+                            Ok(Err(_)) => Flow::Stop,
+                            Err(_) => too_slow(),
+                        }
                     }
                 }
             };
             match flow {
                 Flow::Continue => {}
-                other => break other,
+                other => return other,
             }
-        };
-        for (_, operation) in self.operations.drain() {
-            operation.abort.abort();
         }
-        if let Flow::Close(code, reason) = flow {
-            self.close(code, reason).await;
-        }
-    }
-
-    async fn close(self, code: u16, reason: String) {
-        let reason = CloseReason {
-            code: CloseCode::Other(code),
-            description: Some(reason),
-        };
-        // The client may already be gone.
-        let _ = self.session.close(Some(reason)).await;
     }
 
     async fn send(&mut self, message: Value) -> Flow {
@@ -452,53 +375,42 @@ impl Connection {
     }
 
     async fn send_text(&mut self, text: String) -> Flow {
-        match timeout(SEND_TIMEOUT, self.session.text(text)).await {
+        match timeout(SEND_TIMEOUT, self.socket.send_text(text)).await {
             Ok(Ok(())) => Flow::Continue,
             Ok(Err(_)) => Flow::Stop,
-            Err(_) => {
-                tracing::warn!("websocket closed: the client does not read its messages");
-                Flow::Close(close::POLICY, "Too slow to read".into())
-            }
+            Err(_) => too_slow(),
         }
     }
 
-    async fn on_message(
-        &mut self,
-        message: Option<Result<AggregatedMessage, actix_ws::ProtocolError>>,
-    ) -> Flow {
+    async fn on_message(&mut self, message: Result<Inbound, ReadFailure>) -> Flow {
         let text = match message {
-            None => return Flow::Stop,
-            Some(Ok(AggregatedMessage::Text(text))) => text,
-            Some(Ok(AggregatedMessage::Ping(bytes))) => {
-                return match self.session.pong(&bytes).await {
-                    Ok(()) => Flow::Continue,
-                    Err(_) => Flow::Stop,
+            Err(ReadFailure::Gone) => return Flow::Stop,
+            Ok(Inbound::Text(text)) => text,
+            Ok(Inbound::Ping(payload)) => {
+                return match timeout(SEND_TIMEOUT, self.socket.send(Message::Pong(payload))).await {
+                    Ok(Ok(())) => Flow::Continue,
+                    Ok(Err(_)) => Flow::Stop,
+                    Err(_) => too_slow(),
                 };
             }
-            Some(Ok(AggregatedMessage::Pong(_))) => return Flow::Continue,
-            Some(Ok(AggregatedMessage::Close(_))) => return Flow::Close(1000, String::new()),
-            Some(Ok(AggregatedMessage::Binary(_))) => {
+            Ok(Inbound::Pong) => return Flow::Continue,
+            Ok(Inbound::Close) => return Flow::Close(1000, String::new()),
+            Ok(Inbound::Binary) => {
                 return Flow::Close(
                     close::BAD_REQUEST,
                     "Binary messages are not accepted".into(),
                 );
             }
-            Some(Err(actix_ws::ProtocolError::Overflow)) => {
+            Err(ReadFailure::TooBig) => {
                 tracing::warn!(
-                    limit.bytes = self.settings.max_message_bytes,
+                    limit.bytes = self.settings().max_message_bytes,
                     "websocket closed: message too big"
                 );
                 return Flow::Close(close::TOO_BIG, "Message too big".into());
             }
-            Some(Err(error)) => {
-                // The continuation aggregator reports its size limit as an I/O error.
+            Err(ReadFailure::Protocol(error)) => {
                 tracing::warn!(error = %error, "websocket closed: protocol error");
-                let too_big = error.to_string().contains("maximum continuation size");
-                return if too_big {
-                    Flow::Close(close::TOO_BIG, "Message too big".into())
-                } else {
-                    Flow::Close(close::PROTOCOL_ERROR, "Protocol error".into())
-                };
+                return Flow::Close(close::PROTOCOL_ERROR, "Protocol error".into());
             }
         };
         let message: ClientMessage = match serde_json::from_str(&text) {
@@ -513,9 +425,8 @@ impl Connection {
             ClientMessage::Pong { .. } => Flow::Continue,
             ClientMessage::Subscribe { id, payload } => self.on_subscribe(id, payload).await,
             ClientMessage::Complete { id } => {
-                if let Some(operation) = self.operations.remove(&id) {
-                    operation.abort.abort();
-                }
+                // Dropping the operation leaves its subscription.
+                self.operations.remove(&id);
                 Flow::Continue
             }
         }
@@ -544,12 +455,14 @@ impl Connection {
             Err(flow) => return flow,
         };
         let Some(slot) = self
+            .realtime
+            .shared
             .connections
-            .acquire(principal.user_id, self.settings.max_connections_per_user)
+            .acquire(principal.user_id, self.settings().max_connections_per_user)
         else {
             tracing::warn!(
                 user.id = %principal.user_id,
-                limit = self.settings.max_connections_per_user,
+                limit = self.settings().max_connections_per_user,
                 "websocket refused: too many connections for this user"
             );
             return Flow::Close(
@@ -571,7 +484,7 @@ impl Connection {
 
     /// Authenticates `authorization`; refusals become the flow that closes the socket.
     async fn check(&self, authorization: &str) -> Result<Principal, Flow> {
-        match authenticate(&self.state, Some(authorization)).await {
+        match authenticate(&self.realtime.shared.state, Some(authorization)).await {
             Ok(Viewer::User(principal)) => Ok(principal),
             Ok(Viewer::Anonymous) => Err(Flow::Close(close::FORBIDDEN, "Forbidden".into())),
             Err(AuthRejection::Storage(error)) => {
@@ -594,13 +507,13 @@ impl Connection {
             return None;
         };
         let token = authorization.get(7..).unwrap_or_default().trim();
-        let claims = self.state.signer.verify(token).ok()?;
+        let claims = self.realtime.shared.state.signer.verify(token).ok()?;
         let left = claims.exp - chrono::Utc::now().timestamp();
         Some(Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0)))
     }
 
     fn next_check(&self, expires_at: Option<Instant>) -> Instant {
-        let recheck = Instant::now() + self.settings.auth_recheck_interval;
+        let recheck = Instant::now() + self.settings().auth_recheck_interval;
         expires_at.map_or(recheck, |at| at.min(recheck))
     }
 
@@ -623,7 +536,7 @@ impl Connection {
             tracing::info!(user.id = %principal.user_id, "websocket closed: access token expired");
             return Flow::Close(close::FORBIDDEN, "Forbidden: token expired".into());
         }
-        let flow = match authenticate(&self.state, Some(&authorization)).await {
+        let flow = match authenticate(&self.realtime.shared.state, Some(&authorization)).await {
             Ok(Viewer::User(now))
                 if now.user_id == principal.user_id && now.role == principal.role =>
             {
@@ -665,15 +578,15 @@ impl Connection {
                 format!("Subscriber for {} already exists", truncate(&id, 64)),
             );
         }
-        if self.operations.len() >= self.settings.max_subscriptions_per_connection {
+        if self.operations.len() >= self.settings().max_subscriptions_per_connection {
             tracing::warn!(
                 user.id = %auth.principal.user_id,
-                limit = self.settings.max_subscriptions_per_connection,
+                limit = self.settings().max_subscriptions_per_connection,
                 "websocket: subscription refused, too many on this connection"
             );
             let message = format!(
                 "too many operations on this connection (at most {})",
-                self.settings.max_subscriptions_per_connection
+                self.settings().max_subscriptions_per_connection
             );
             return self.send_error(&id, &message, "RATE_LIMITED").await;
         }
@@ -687,9 +600,10 @@ impl Connection {
                 return self.send_error(&id, &exceeded.message, exceeded.code).await;
             }
         };
-        let variables = match payload.variables {
-            None | Some(Value::Null) => Variables::default(),
-            Some(value @ Value::Object(_)) => Variables::from_json(value),
+        let variables_json = payload.variables.filter(|v| !v.is_null());
+        let variables = match &variables_json {
+            None => Variables::default(),
+            Some(value @ Value::Object(_)) => Variables::from_json(value.clone()),
             Some(_) => {
                 return self
                     .send_error(&id, "`variables` must be a JSON object", "BAD_REQUEST")
@@ -698,7 +612,7 @@ impl Connection {
         };
         let principal = auth.principal.clone();
         let budget = CostBudget::new(Subject::User(principal.user_id));
-        let priced = Box::pin(self.schema.price(
+        let priced = Box::pin(self.realtime.shared.schema.price(
             &payload.query,
             document.as_ref(),
             payload.operation_name.as_deref(),
@@ -711,73 +625,91 @@ impl Connection {
                 .send(json!({ "id": id, "type": "error", "payload": refusal.errors }))
                 .await;
         }
-        let mut request = async_graphql::Request::new(payload.query)
-            .variables(variables)
-            .data(Viewer::User(principal))
-            .data(SubscribedAt(self.state.bus.high_water()));
-        if let Some(name) = payload.operation_name {
-            request = request.operation_name(name);
-        }
-        if let Some(document) = document {
-            request.set_parsed_query(document);
-        }
-
+        let shared = &self.realtime.shared;
+        let group = GroupKey::of(
+            &principal,
+            &payload.query,
+            document.as_ref(),
+            payload.operation_name.as_deref(),
+            variables_json.as_ref(),
+        );
         let key = self.next_key;
         self.next_key += 1;
-        let outputs = self
-            .schema
-            .execute_stream(request)
-            .enumerate()
-            .map(|(index, response)| {
-                if index == 0 && is_request_error(&response) {
-                    Output::Error(response.errors)
-                } else {
-                    Output::Next(response)
+        let schema = shared.schema.clone();
+        let bus = &shared.state.bus;
+        let membership = shared.hub.join(
+            group,
+            &self.inbox,
+            key,
+            || bus.high_water(),
+            move |mark| {
+                let progress = Arc::new(AtomicI64::new(i64::MAX));
+                let mut request = async_graphql::Request::new(payload.query)
+                    .variables(variables)
+                    .data(Viewer::User(principal))
+                    .data(SubscribedAt(mark))
+                    .data(EventProgress(progress.clone()));
+                if let Some(name) = payload.operation_name {
+                    request = request.operation_name(name);
                 }
-            })
-            .chain(futures_util::stream::once(async { Output::Done }));
-        let (abort, registration) = AbortHandle::new_pair();
-        let tagged_id = id.clone();
-        self.outputs.push(
-            Abortable::new(outputs, registration)
-                .map(move |output| (key, tagged_id.clone(), output))
-                .boxed(),
+                if let Some(document) = document {
+                    request.set_parsed_query(document);
+                }
+                Start {
+                    responses: schema.execute_stream(request).boxed(),
+                    progress,
+                }
+            },
         );
-        self.operations.insert(id, Operation { key, abort });
+        self.operations.insert(
+            id,
+            Operation {
+                key,
+                _membership: membership,
+            },
+        );
         Flow::Continue
     }
 
-    async fn on_output(&mut self, key: u64, id: String, output: Output) -> Flow {
-        // Output of an operation the client completed (or of an earlier one with the same id).
-        if self.operations.get(&id).is_none_or(|op| op.key != key) {
+    /// Sends what the socket's subscriptions delivered.
+    async fn on_deliveries(&mut self) -> Flow {
+        if self.inbox.overflowed() {
+            return too_slow();
+        }
+        for delivery in self.inbox.take() {
+            match self.on_delivery(delivery).await {
+                Flow::Continue => {}
+                other => return other,
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn on_delivery(&mut self, delivery: Delivery) -> Flow {
+        // A delivery for an operation the client completed (or an earlier one with its id).
+        let Some(id) = self
+            .operations
+            .iter()
+            .find_map(|(id, op)| (op.key == delivery.operation).then(|| id.clone()))
+        else {
             return Flow::Continue;
-        }
-        match output {
-            Output::Next(response) => {
-                // Written straight to text: no intermediate JSON tree per subscriber.
-                let message = NextMessage {
-                    id: &id,
-                    kind: "next",
-                    payload: &response,
-                };
-                match serde_json::to_string(&message) {
-                    Ok(text) => self.send_text(text).await,
-                    Err(error) => {
-                        tracing::error!(error = %error, "websocket: cannot encode a response");
-                        Flow::Close(close::INTERNAL_SERVER_ERROR, "Internal server error".into())
-                    }
-                }
+        };
+        // The id as a JSON string; the payload is already JSON, shared by every subscriber.
+        let quoted = Value::String(id.clone()).to_string();
+        let text = match delivery.message {
+            Outgoing::Next(payload) => {
+                format!(r#"{{"id":{quoted},"type":"next","payload":{payload}}}"#)
             }
-            Output::Error(errors) => {
+            Outgoing::Error(payload) => {
                 self.operations.remove(&id);
-                self.send(json!({ "id": id, "type": "error", "payload": errors }))
-                    .await
+                format!(r#"{{"id":{quoted},"type":"error","payload":{payload}}}"#)
             }
-            Output::Done => {
+            Outgoing::Complete => {
                 self.operations.remove(&id);
-                self.send(json!({ "id": id, "type": "complete" })).await
+                format!(r#"{{"id":{quoted},"type":"complete"}}"#)
             }
-        }
+        };
+        self.send_text(text).await
     }
 
     async fn send_error(&mut self, id: &str, message: &str, code: &str) -> Flow {
@@ -790,11 +722,10 @@ impl Connection {
     }
 }
 
-/// An error before execution (parse, validation, limits): no data and no path.
-fn is_request_error(response: &async_graphql::Response) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| e.path.is_empty())
+/// The flow for a client that does not read what it asked for.
+fn too_slow() -> Flow {
+    tracing::warn!("websocket closed: the client does not read its messages");
+    Flow::Close(close::POLICY, "Too slow to read".into())
 }
 
 fn truncate(text: &str, max: usize) -> &str {
