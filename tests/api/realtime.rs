@@ -1348,3 +1348,185 @@ async fn a_subscription_over_the_query_cost_budget_is_refused_and_never_starts()
         );
     }
 }
+
+/// The live subscriptions of the sharing tests: no `after`, so that sockets with the same viewer
+/// share one execution.
+const LIVE_QUEUE: &str = "subscription { reviewQueueChanged { cursor change toStatus } }";
+const LIVE_STATUS: &str = "subscription($providerId: ID!) {
+    submissionStatusChanged(providerId: $providerId) { cursor kind toStatus reason event { internal } } }";
+
+#[tokio::test]
+async fn sockets_sharing_a_subscription_each_start_at_their_own_subscribe() {
+    let app = spawn_app().await;
+    let owner = app.sign_up().await;
+    let reviewer = app.user_with_role(dashboard::auth::Role::Reviewer).await;
+    let other_reviewer = app.user_with_role(dashboard::auth::Role::Reviewer).await;
+    let provider_id = ready_provider(&app, &owner, "ORGANIZATION").await;
+
+    let mut early = Ws::ready(&app, &reviewer.access_token).await;
+    early.subscribe("first", LIVE_QUEUE, json!({})).await;
+    early.send(json!({ "type": "ping" })).await;
+    assert_eq!(early.next().await.expect("pong")["type"], json!("pong"));
+    let submission = submit(&app, &owner, &provider_id).await;
+    let entered = early.next_event("first", "reviewQueueChanged").await;
+    assert_eq!(entered["change"], json!("ENTERED"));
+
+    // Same viewer, same document: the late socket joins the running execution, under its own
+    // operation id, and gets nothing from before its subscribe.
+    let mut late = Ws::ready(&app, &reviewer.access_token).await;
+    late.subscribe("mine", LIVE_QUEUE, json!({})).await;
+    let mut apart = Ws::ready(&app, &other_reviewer.access_token).await;
+    apart.subscribe("x", LIVE_QUEUE, json!({})).await;
+    // A ping answered proves both subscribes were handled before the next change.
+    for socket in [&mut late, &mut apart] {
+        socket.send(json!({ "type": "ping" })).await;
+        assert_eq!(socket.next().await.expect("pong")["type"], json!("pong"));
+    }
+    withdraw(&app, &owner, submission["id"].as_str().expect("id")).await;
+    let seen_early = early.next_event("first", "reviewQueueChanged").await;
+    let seen_late = late.next_event("mine", "reviewQueueChanged").await;
+    let seen_apart = apart.next_event("x", "reviewQueueChanged").await;
+    assert_eq!(seen_early["change"], json!("WITHDRAWN"));
+    assert_eq!(seen_late, seen_early, "one event, the same payload");
+    assert_eq!(seen_apart, seen_early);
+    for socket in [&mut early, &mut late, &mut apart] {
+        socket.expect_silence(Duration::from_millis(300)).await;
+    }
+
+    // Completing one member's operation leaves the others running.
+    early
+        .send(json!({ "id": "first", "type": "complete" }))
+        .await;
+    let again = submit(&app, &owner, &provider_id).await;
+    assert_eq!(
+        late.next_event("mine", "reviewQueueChanged").await["change"],
+        json!("ENTERED")
+    );
+    early.expect_silence(Duration::from_millis(300)).await;
+    drop(late);
+
+    // A new socket after every member left starts a fresh execution at its subscribe.
+    let mut fresh = Ws::ready(&app, &reviewer.access_token).await;
+    fresh.subscribe("f", LIVE_QUEUE, json!({})).await;
+    fresh.send(json!({ "type": "ping" })).await;
+    assert_eq!(fresh.next().await.expect("pong")["type"], json!("pong"));
+    withdraw(&app, &owner, again["id"].as_str().expect("id")).await;
+    assert_eq!(
+        fresh.next_event("f", "reviewQueueChanged").await["change"],
+        json!("WITHDRAWN")
+    );
+    fresh.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn an_owner_and_a_reviewer_with_the_same_document_see_what_each_may() {
+    let app = spawn_app().await;
+    let owner = app.sign_up().await;
+    let reviewer = app.user_with_role(dashboard::auth::Role::Reviewer).await;
+    let provider_id = ready_provider(&app, &owner, "ORGANIZATION").await;
+    let provider_uuid: Uuid = String::from_utf8(
+        URL_SAFE_NO_PAD
+            .decode(&provider_id)
+            .expect("base64 provider id"),
+    )
+    .expect("utf8")
+    .trim_start_matches("Provider:")
+    .parse()
+    .expect("uuid");
+    let variables = json!({ "providerId": provider_id });
+    let mut sockets = Vec::new();
+    for token in [
+        &owner.access_token,
+        &owner.access_token,
+        &reviewer.access_token,
+    ] {
+        let mut ws = Ws::ready(&app, token).await;
+        ws.subscribe("s", LIVE_STATUS, variables.clone()).await;
+        ws.send(json!({ "type": "ping" })).await;
+        assert_eq!(ws.next().await.expect("pong")["type"], json!("pong"));
+        sockets.push(ws);
+    }
+    let mut internal = dashboard::events::NewEvent::new(
+        provider_uuid,
+        None,
+        dashboard::events::EventKind::Comment,
+    )
+    .transition(None, dashboard::registration::SubmissionStatus::InReview)
+    .reason("reviewer-only note");
+    internal.internal = true;
+    let txn = app.state.db.begin_write().await.expect("begin");
+    let recorded = dashboard::events::record(&txn, internal)
+        .await
+        .expect("record");
+    txn.commit().await.expect("commit");
+    app.state.bus.publish(vec![recorded]);
+
+    let note = sockets[2].next_event("s", "submissionStatusChanged").await;
+    assert_eq!(note["reason"], json!("reviewer-only note"));
+    submit(&app, &owner, &provider_id).await;
+    let submitted = sockets[2].next_event("s", "submissionStatusChanged").await;
+    for owner_socket in &mut sockets[..2] {
+        let first = owner_socket
+            .next_event("s", "submissionStatusChanged")
+            .await;
+        assert_eq!(
+            first["kind"],
+            json!("SUBMITTED"),
+            "the internal note never arrives"
+        );
+        assert_eq!(first["cursor"], submitted["cursor"]);
+        owner_socket
+            .expect_silence(Duration::from_millis(300))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn upgrades_are_answered_only_on_the_graphql_path() {
+    let app = spawn_app().await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    for (request, status) in [
+        (
+            format!(
+                "GET /livez HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            ),
+            "404",
+        ),
+        (
+            format!(
+                "GET /graphql HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+            ),
+            "400",
+        ),
+        (
+            format!("CONNECT {address} HTTP/1.1\r\nHost: {address}\r\n\r\n"),
+            "404",
+        ),
+    ] {
+        let mut stream = TcpStream::connect(&address).await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            WAIT,
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer),
+        )
+        .await
+        .expect("the server answers and closes")
+        .expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request:?} got {answer}"
+        );
+    }
+    // The service still serves plain requests afterwards.
+    let response = app
+        .client
+        .get(format!("{}/livez", app.address))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status().as_u16(), 200);
+}
