@@ -105,6 +105,11 @@ pub struct Args {
     /// Seconds before a single HTTP request is given up.
     #[arg(long, default_value_t = 30.0)]
     request_timeout: f64,
+    /// Give every subscription a document of its own (a distinct operation name), so that no
+    /// two sockets share an execution: the service's worst case, as if every subscriber were a
+    /// different user.
+    #[arg(long)]
+    distinct: bool,
 }
 
 /// What a subscriber follows, and as whom.
@@ -277,6 +282,8 @@ pub struct Summary {
     /// event reached every subscriber.
     pub hop_added_ms: Option<(f64, bool)>,
     pub target_hop_ms: f64,
+    /// Every socket had a document of its own (`--distinct`).
+    pub distinct: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -369,8 +376,15 @@ async fn measure(
             (token, follows)
         })
         .collect();
-    let mut subscribers =
-        open_subscribers(service.base_url(), &plan, &seeded, args.batch, Some(pid)).await?;
+    let mut subscribers = open_subscribers(
+        service.base_url(),
+        &plan,
+        &seeded,
+        args.batch,
+        args.distinct,
+        Some(pid),
+    )
+    .await?;
     let rss_connected_kib = subscribers.rss_connected_kib.unwrap_or_default();
     let ramp = started.elapsed();
     eprintln!(
@@ -477,8 +491,15 @@ async fn measure_hop(
         let plan: Vec<(String, Follows)> = (0..args.hop_subscribers)
             .map(|_| (seeded.reviewers[0].clone(), Follows::Queue))
             .collect();
-        let mut subscribers =
-            open_subscribers(service.base_url(), &plan, seeded, args.batch, None).await?;
+        let mut subscribers = open_subscribers(
+            service.base_url(),
+            &plan,
+            seeded,
+            args.batch,
+            args.distinct,
+            None,
+        )
+        .await?;
         tokio::time::sleep(timing.settle).await;
 
         let reviewer = &seeded.reviewers[0];
@@ -587,6 +608,7 @@ async fn open_subscribers(
     plan: &[(String, Follows)],
     seeded: &Seeded,
     batch: usize,
+    distinct: bool,
     pid: Option<u32>,
 ) -> anyhow::Result<Subscribers> {
     let ws_url = format!("{}/graphql", base_url.replacen("http://", "ws://", 1));
@@ -632,7 +654,8 @@ async fn open_subscribers(
             let follows = plan[index].1;
             let provider_id = seeded.provider_id.clone();
             subscribing.spawn(async move {
-                subscribe(&mut socket, follows, &provider_id)
+                let name = distinct.then(|| format!("Subscriber{index}"));
+                subscribe(&mut socket, follows, &provider_id, name.as_deref())
                     .await
                     .with_context(|| format!("subscriber {index}"))?;
                 anyhow::Ok((index, follows, socket))
@@ -690,13 +713,22 @@ async fn open_one(url: &str, token: &str) -> anyhow::Result<Socket> {
 }
 
 /// Sends the `subscribe` message of what the socket follows.
-async fn subscribe(socket: &mut Socket, follows: Follows, provider_id: &str) -> anyhow::Result<()> {
+/// With `name`, the operation is named so, which makes its document unlike any other socket's.
+async fn subscribe(
+    socket: &mut Socket,
+    follows: Follows,
+    provider_id: &str,
+    name: Option<&str>,
+) -> anyhow::Result<()> {
+    let named = |query: &str| match name {
+        Some(name) => query.replacen("subscription", &format!("subscription {name}"), 1),
+        None => query.to_owned(),
+    };
     let subscribe = match follows {
-        Follows::Queue => {
-            json!({ "id": "s", "type": "subscribe", "payload": { "query": QUEUE_SUBSCRIPTION } })
-        }
+        Follows::Queue => json!({ "id": "s", "type": "subscribe", "payload": {
+            "query": named(QUEUE_SUBSCRIPTION) } }),
         _ => json!({ "id": "s", "type": "subscribe", "payload": {
-            "query": STATUS_SUBSCRIPTION, "variables": { "providerId": provider_id } } }),
+            "query": named(STATUS_SUBSCRIPTION), "variables": { "providerId": provider_id } } }),
     };
     socket
         .send(Message::text(subscribe.to_string()))
@@ -947,6 +979,14 @@ impl Report {
             args.reviewers
         );
         println!(
+            "documents: {}",
+            if args.distinct {
+                "one per socket (--distinct): no two sockets share an execution"
+            } else {
+                "the same per viewer and subscription: sockets share executions"
+            }
+        );
+        println!(
             "ramp: {n} connections in batches of {} in {:.1} s",
             args.batch,
             self.ramp.as_secs_f64()
@@ -1114,6 +1154,7 @@ impl Report {
             fanout_clean: clean,
             hop_added_ms: hop_summary,
             target_hop_ms: args.target_hop_ms,
+            distinct: args.distinct,
         }
     }
 }

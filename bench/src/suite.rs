@@ -103,7 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 async fn run_steps(args: &Args, database_url: &str, phase: Duration) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
 
-    eprintln!("\n== 1/5 queue page: GraphQL against a plain actix handler (seeding first)");
+    eprintln!("\n== 1/6 queue page: GraphQL against a plain actix handler (seeding first)");
     let duration = args.duration.to_string();
     let providers = args.providers.to_string();
     let queue_args = QueueCli::try_parse_from([
@@ -154,11 +154,11 @@ async fn run_steps(args: &Args, database_url: &str, phase: Duration) -> anyhow::
 
     let service = start_service(database_url, &args.redis_url).await?;
     let measured = async {
-        eprintln!("\n== 2/5 a trivial query against a static response");
+        eprintln!("\n== 2/6 a trivial query against a static response");
         rows.push(trivial_query(&service, phase).await?);
-        eprintln!("\n== 3/5 log-in throughput against the argon2 ceiling");
+        eprintln!("\n== 3/6 log-in throughput against the argon2 ceiling");
         rows.push(log_in_throughput(&service, phase).await?);
-        eprintln!("\n== 4/5 the queue page's p99 without and during a log-in flood");
+        eprintln!("\n== 4/6 the queue page's p99 without and during a log-in flood");
         rows.push(queue_p99_under_login_flood(&service, phase).await?);
         anyhow::Ok(())
     }
@@ -168,7 +168,7 @@ async fn run_steps(args: &Args, database_url: &str, phase: Duration) -> anyhow::
     measured.with_context(|| format!("the service's log ends:\n{log_tail}"))?;
 
     eprintln!(
-        "\n== 5/5 subscription fan-out: {} subscribers, memory per connection, the Redis hop",
+        "\n== 5/6 subscription fan-out: {} subscribers, memory per connection, the Redis hop",
         args.subscribers
     );
     let subscribers = args.subscribers.to_string();
@@ -186,15 +186,37 @@ async fn run_steps(args: &Args, database_url: &str, phase: Duration) -> anyhow::
     .args;
     let fanout = fanout::run_for_summary(fanout_args).await?;
     rows.extend(fanout_rows(&fanout));
+
+    eprintln!(
+        "\n== 6/6 subscription fan-out, every socket with a document of its own (no sharing)"
+    );
+    let distinct_args = FanoutCli::try_parse_from([
+        "fanout",
+        "--no-build",
+        "--distinct",
+        "--database-url",
+        database_url,
+        "--subscribers",
+        &subscribers,
+    ])
+    .context("building the fanout benchmark's options")?
+    .args;
+    let distinct = fanout::run_for_summary(distinct_args).await?;
+    rows.extend(fanout_rows(&distinct));
     Ok(rows)
 }
 
 fn fanout_rows(fanout: &fanout::Summary) -> Vec<Row> {
+    let sharing = if fanout.distinct {
+        ", each document distinct"
+    } else {
+        ""
+    };
     let mut rows = vec![
         Row {
             measure: format!(
-                "memory per idle subscribed connection ({} subscribers)",
-                fanout.subscribers
+                "memory per idle subscribed connection ({} subscribers{})",
+                fanout.subscribers, sharing
             ),
             figure: format!("{:.1} KiB", fanout.memory_per_connection_kib),
             target: format!("<= {:.0} KiB", fanout.target_memory_kib),
@@ -202,8 +224,9 @@ fn fanout_rows(fanout: &fanout::Summary) -> Vec<Row> {
         },
         Row {
             measure: format!(
-                "one event to all {} subscribers, p99 from the mutation{}",
+                "one event to all {} subscribers{}, p99 from the mutation{}",
                 fanout.subscribers,
+                sharing,
                 if fanout.fanout_clean {
                     ""
                 } else {

@@ -1530,3 +1530,51 @@ async fn upgrades_are_answered_only_on_the_graphql_path() {
         .expect("send");
     assert_eq!(response.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn one_users_credentials_share_a_subscription_and_are_revoked_apart() {
+    let app = spawn_app_with(&[("WS_AUTH_RECHECK_SECONDS", "1")]).await;
+    let owner = app.sign_up().await;
+    let provider_id = ready_provider(&app, &owner, "ORGANIZATION").await;
+    let body = app
+        .graphql(
+            Some(&owner.access_token),
+            "mutation { createApiToken(input: {name: \"status board\"}) { token apiToken { id } } }",
+            json!({}),
+        )
+        .await;
+    let api_token = body["data"]["createApiToken"]["token"]
+        .as_str()
+        .expect("an API token")
+        .to_owned();
+    let token_id = body["data"]["createApiToken"]["apiToken"]["id"].clone();
+    let variables = json!({ "providerId": provider_id });
+    let mut by_session = Ws::ready(&app, &owner.access_token).await;
+    let mut by_token = Ws::ready(&app, &api_token).await;
+    // The API token's socket subscribes first, so the execution both share starts with it.
+    for ws in [&mut by_token, &mut by_session] {
+        ws.subscribe("s", LIVE_STATUS, variables.clone()).await;
+        ws.send(json!({ "type": "ping" })).await;
+        assert_eq!(ws.next().await.expect("pong")["type"], json!("pong"));
+    }
+    let submission = submit(&app, &owner, &provider_id).await;
+    for ws in [&mut by_session, &mut by_token] {
+        let change = ws.next_event("s", "submissionStatusChanged").await;
+        assert_eq!(change["toStatus"], json!("SUBMITTED"));
+    }
+
+    app.graphql(
+        Some(&owner.access_token),
+        "mutation($id: ID!) { revokeApiToken(input: {id: $id}) { apiToken { revokedAt } } }",
+        json!({ "id": token_id }),
+    )
+    .await;
+    assert_eq!(by_token.expect_close().await.code, 4403);
+    withdraw(&app, &owner, submission["id"].as_str().expect("id")).await;
+    let change = by_session.next_event("s", "submissionStatusChanged").await;
+    assert_eq!(
+        change["toStatus"],
+        json!("WITHDRAWN"),
+        "the session's socket goes on"
+    );
+}

@@ -31,7 +31,7 @@ use futures_util::{
 };
 use tokio::sync::Notify;
 
-use crate::auth::{Credential, Principal, Role};
+use crate::auth::{Principal, Role};
 
 /// Deliveries a socket may have waiting before it counts as too slow to read (it is closed).
 pub const INBOX_LIMIT: usize = 512;
@@ -90,12 +90,14 @@ impl Inbox {
     }
 }
 
-/// What makes two subscriptions the same: who asks, and exactly what.
+/// What makes two subscriptions the same: who asks, and exactly what. Who asks is the user and
+/// their role, which is all that a subscription's payloads are authorized by; the credential
+/// is not part of it, so the sockets of one user's sessions and API tokens share. Each socket
+/// still checks its own credential and is closed alone when that stops being valid.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GroupKey {
     user_id: uuid::Uuid,
     role: Role,
-    credential: Credential,
     query: String,
     operation_name: Option<String>,
     /// The variables as JSON text, in the order the client sent them.
@@ -119,7 +121,6 @@ impl GroupKey {
         Some(Self {
             user_id: principal.user_id,
             role: principal.role,
-            credential: principal.credential,
             query: query.to_owned(),
             operation_name: operation_name.map(str::to_owned),
             variables: variables.map(ToString::to_string).unwrap_or_default(),
@@ -383,6 +384,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Credential;
     use std::time::Duration;
 
     fn principal() -> Principal {
