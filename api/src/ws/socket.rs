@@ -42,6 +42,23 @@ pub enum ReadFailure {
     Protocol(String),
 }
 
+/// The payload length announced by the frame header at the start of `buffer`, once the header's
+/// length bytes have arrived (RFC 6455, section 5.2).
+fn announced_length(buffer: &[u8]) -> Option<u64> {
+    let short = buffer.get(1)? & 0x7f;
+    match short {
+        126 => {
+            let bytes = buffer.get(2..4)?;
+            Some(u64::from(u16::from_be_bytes([bytes[0], bytes[1]])))
+        }
+        127 => {
+            let bytes: [u8; 8] = buffer.get(2..10)?.try_into().ok()?;
+            Some(u64::from_be_bytes(bytes))
+        }
+        length => Some(u64::from(length)),
+    }
+}
+
 pub struct Socket {
     stream: TcpStream,
     codec: Codec,
@@ -79,6 +96,13 @@ impl Socket {
                     self.read_buf = BytesMut::new();
                 }
                 return Ok(message);
+            }
+            // actix-http's codec refuses an oversized frame only once all of it has arrived, so
+            // a client could make the buffer grow without bound: refuse it at its header.
+            if announced_length(&self.read_buf)
+                .is_some_and(|length| length > self.max_message_bytes as u64)
+            {
+                return Err(ReadFailure::TooBig);
             }
             self.stream
                 .readable()
@@ -273,6 +297,62 @@ mod tests {
         let (mut socket, client) = pair(64, &[]).await;
         drop(client);
         assert!(matches!(socket.recv().await, Err(ReadFailure::Gone)));
+    }
+
+    /// A masked client frame header that announces `length` bytes, without the payload.
+    fn header_announcing(length: u64) -> Vec<u8> {
+        let mut header = vec![0x81];
+        match length {
+            0..=125 => header.push(0x80 | u8::try_from(length).expect("short")),
+            126..=0xffff => {
+                header.push(0x80 | 126);
+                header.extend_from_slice(&u16::try_from(length).expect("medium").to_be_bytes());
+            }
+            _ => {
+                header.push(0x80 | 127);
+                header.extend_from_slice(&length.to_be_bytes());
+            }
+        }
+        header.extend_from_slice(&[1, 2, 3, 4]);
+        header
+    }
+
+    #[tokio::test]
+    async fn a_frame_announcing_too_much_is_refused_at_its_header() {
+        // Known defect of actix-http 3.20's WebSocket codec: it reports `Overflow` only once the
+        // whole announced frame was buffered. The socket must not wait for it.
+        for length in [1025, 0xffff, 1 << 20, 1 << 40, u64::MAX >> 1] {
+            let (mut socket, mut client) = pair(1024, &[]).await;
+            let mut bytes = header_announcing(length);
+            bytes.extend_from_slice(b"some of the payload");
+            client.write_all(&bytes).await.expect("write");
+            let read = tokio::time::timeout(Duration::from_secs(1), socket.recv())
+                .await
+                .expect("refused without waiting for the payload");
+            assert!(
+                matches!(read, Err(ReadFailure::TooBig)),
+                "{length}: {read:?}"
+            );
+            assert!(
+                socket.buffered() < 8 * 1024,
+                "{length}: nothing large was reserved"
+            );
+        }
+        // The header alone, split across reads, is enough.
+        let (mut socket, mut client) = pair(1024, &[]).await;
+        let header = header_announcing(1 << 40);
+        client.write_all(&header[..3]).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        client.write_all(&header[3..]).await.expect("write");
+        assert!(matches!(socket.recv().await, Err(ReadFailure::TooBig)));
+        // A frame at the limit is still read.
+        let (mut socket, mut client) = pair(1024, &[]).await;
+        let payload = vec![b'a'; 1024];
+        client
+            .write_all(&client_frame(0x1, true, &payload))
+            .await
+            .expect("write");
+        assert!(matches!(socket.recv().await, Ok(Inbound::Text(t)) if t.len() == 1024));
     }
 
     #[tokio::test]
