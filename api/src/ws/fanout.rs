@@ -23,7 +23,7 @@ use std::{
     },
 };
 
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use futures_util::{
     StreamExt,
     future::{AbortHandle, Abortable},
@@ -115,7 +115,13 @@ impl GroupKey {
         variables: Option<&serde_json::Value>,
     ) -> Option<Self> {
         let document = document?;
-        if replays_history(document) || !one_root_field(document) {
+        // Only subscriptions are shared: a query or a mutation sent over the socket runs once
+        // for the socket that sent it, with that socket's own credential.
+        let only_subscriptions = document
+            .operations
+            .iter()
+            .all(|(_, operation)| operation.node.ty == OperationType::Subscription);
+        if !only_subscriptions || replays_history(document) || !one_root_field(document) {
             return None;
         }
         Some(Self {
@@ -304,25 +310,40 @@ async fn drive(
     progress: Arc<AtomicI64>,
 ) {
     let mut first = true;
-    let mut failed = false;
     while let Some(response) = responses.next().await {
         // The event behind this response; a response about no event (an error before the
         // stream began) goes to everyone.
         let event_id = progress.swap(i64::MAX, Ordering::AcqRel);
-        let message = if first && is_request_error(&response) {
-            failed = true;
+        let failed = first && is_request_error(&response);
+        first = false;
+        let encoded = if failed {
             serde_json::to_string(&response.errors).map(|text| Outgoing::Error(text.into()))
         } else {
             serde_json::to_string(&response).map(|text| Outgoing::Next(text.into()))
         };
-        first = false;
-        let message = match message {
+        let message = match encoded {
             Ok(message) => message,
             Err(error) => {
                 tracing::error!(error = %error, "subscription: cannot encode a response");
+                if failed {
+                    break;
+                }
                 continue;
             }
         };
+        if failed {
+            // The request failed before it ran (an `error` message ends the operation, with no
+            // `complete`). The group is closed to newcomers in the same step, so that no socket
+            // joins it after the error went out and then waits for an answer that never comes.
+            let state = finish(&hub, &group);
+            for member in &state.members {
+                member.inbox.push(Delivery {
+                    operation: member.operation,
+                    message: message.clone(),
+                });
+            }
+            return;
+        }
         let state = lock(&group.state);
         for member in state.members.iter().filter(|m| m.after < event_id) {
             member.inbox.push(Delivery {
@@ -331,23 +352,24 @@ async fn drive(
             });
         }
         drop(state);
-        if failed {
-            break;
-        }
     }
+    let state = finish(&hub, &group);
+    for member in &state.members {
+        member.inbox.push(Delivery {
+            operation: member.operation,
+            message: Outgoing::Complete,
+        });
+    }
+}
+
+/// Takes `group` out of the hub and marks it finished, so that nobody joins it any more;
+/// returns its state, still locked, for the last deliveries.
+fn finish<'a>(hub: &Hub, group: &'a Arc<Group>) -> MutexGuard<'a, GroupState> {
     let mut groups = lock(&hub.groups);
-    hub.forget(&mut groups, &group);
+    hub.forget(&mut groups, group);
     let mut state = lock(&group.state);
     state.finished = true;
-    drop(groups);
-    if !failed {
-        for member in &state.members {
-            member.inbox.push(Delivery {
-                operation: member.operation,
-                message: Outgoing::Complete,
-            });
-        }
-    }
+    state
 }
 
 impl Drop for Membership {
@@ -403,8 +425,18 @@ mod tests {
     }
 
     #[test]
-    fn subscriptions_that_replay_run_alone() {
+    fn only_plain_subscriptions_are_shared() {
         assert!(key_of("subscription { reviewQueueChanged { cursor } }").is_some());
+        assert!(
+            key_of("mutation { createApiToken(input: {name: \"x\"}) { token } }").is_none(),
+            "a mutation runs once per request"
+        );
+        assert!(key_of("{ viewer { id } }").is_none(), "so does a query");
+        assert!(
+            key_of("subscription S { reviewQueueChanged { cursor } } query Q { viewer { id } }")
+                .is_none(),
+            "a document with a query beside the subscription"
+        );
         assert!(key_of("subscription { reviewQueueChanged(after: \"x\") { cursor } }").is_none());
         assert!(
             key_of("subscription($a: String) { reviewQueueChanged(after: $a) { cursor } }")
@@ -459,6 +491,10 @@ mod tests {
                 let responses = tokio_stream_of(receiver)
                     .map(move |(id, text)| {
                         seen.store(id, Ordering::Release);
+                        if text == "request error" {
+                            let error = async_graphql::ServerError::new(text, None);
+                            return async_graphql::Response::from_errors(vec![error]);
+                        }
                         async_graphql::Response::new(async_graphql::Value::String(text.into()))
                     })
                     .boxed();
@@ -566,6 +602,32 @@ mod tests {
         settle().await;
         assert_eq!(texts(&inbox), vec![(1, "complete".to_owned())]);
         assert_eq!(hub.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_error_goes_to_every_member_and_closes_the_group() {
+        let hub = Arc::new(Hub::default());
+        let key = key_of("subscription { reviewQueueChanged { cursor } }");
+        let (a, b) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
+        let mut feed = None;
+        let _first = fed_group(&hub, key.clone(), &a, 1, 5, &mut feed);
+        let mut unused = None;
+        let _second = fed_group(&hub, key.clone(), &b, 2, 9, &mut unused);
+        feed.as_ref()
+            .expect("started")
+            .send((i64::MAX, "request error"))
+            .expect("fed");
+        settle().await;
+        for (inbox, operation) in [(&a, 1), (&b, 2)] {
+            let got = texts(inbox);
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0].0, operation);
+            assert!(got[0].1.starts_with("error ["), "{got:?}");
+        }
+        assert_eq!(hub.running(), 0, "nobody can join a group that failed");
+        let mut again = None;
+        let _third = fed_group(&hub, key, &a, 3, 9, &mut again);
+        assert!(again.is_some(), "a later socket starts afresh");
     }
 
     #[tokio::test]
