@@ -30,7 +30,7 @@ use actix_web::{
     dev::{ServiceRequest, ServiceResponse},
     http::{
         Method, StatusCode,
-        header::{self, HeaderName},
+        header::{self, HeaderMap, HeaderName},
     },
     middleware::Next,
     web,
@@ -355,13 +355,22 @@ pub async fn graphql(
 pub struct ClientAddress(pub IpAddr);
 
 pub fn client_address(request: &HttpRequest, header: Option<&HeaderName>) -> IpAddr {
+    client_address_of(request.headers(), request.peer_addr(), header)
+}
+
+/// [`client_address`] from a request's parts (a WebSocket upgrade has no `HttpRequest`).
+pub fn client_address_of(
+    headers: &HeaderMap,
+    peer: Option<std::net::SocketAddr>,
+    header: Option<&HeaderName>,
+) -> IpAddr {
     let forwarded = header
-        .and_then(|name| request.headers().get_all(name).last())
+        .and_then(|name| headers.get_all(name).last())
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.rsplit(',').next())
         .and_then(|last| parse_forwarded_address(last.trim()));
     forwarded
-        .or_else(|| request.peer_addr().map(|peer| peer.ip()))
+        .or_else(|| peer.map(|peer| peer.ip()))
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
@@ -408,7 +417,7 @@ fn rate_limit_headers(decision: &Decision) -> [(&'static str, String); 4] {
 
 /// Gives every error a code. async-graphql's own parse, validation and input-coercion errors
 /// carry none; ours always do.
-fn add_missing_codes(response: &mut async_graphql::Response, parsed: bool) {
+pub fn add_missing_codes(response: &mut async_graphql::Response, parsed: bool) {
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {

@@ -1578,3 +1578,80 @@ async fn one_users_credentials_share_a_subscription_and_are_revoked_apart() {
         "the session's socket goes on"
     );
 }
+
+#[tokio::test]
+async fn operations_on_a_socket_are_budgeted_by_the_sockets_own_address() {
+    let app = spawn_app_with(&[
+        ("CLIENT_IP_HEADER", "X-Forwarded-For"),
+        ("RATE_LIMIT_LOG_IN_PER_ADDRESS", "2/1h"),
+    ])
+    .await;
+    let user = app.sign_up().await;
+    let log_in = "mutation($input: LogInInput!) { logIn(input: $input) { accessToken userErrors { code } } }";
+    let attempt = json!({ "input": { "email": "nobody@contoso.com", "password": "not the one" } });
+    let mut first = Ws::connect_with(&app, &[("X-Forwarded-For", "203.0.113.7")])
+        .await
+        .expect("upgrade");
+    first.init(&user.access_token).await;
+    for round in 0..3 {
+        let id = format!("login-{round}");
+        first.subscribe(&id, log_in, attempt.clone()).await;
+        let payload = first.next_payload(&id).await;
+        let code = &payload["errors"][0]["extensions"]["code"];
+        if round < 2 {
+            assert!(payload.get("errors").is_none(), "{payload}");
+        } else {
+            assert_eq!(code, &json!("RATE_LIMITED"), "{payload}");
+        }
+        assert_eq!(
+            first.next().await.expect("complete")["type"],
+            json!("complete")
+        );
+    }
+    // Another address has a budget of its own (before, every socket shared 0.0.0.0's).
+    let mut second = Ws::connect_with(&app, &[("X-Forwarded-For", "203.0.113.8")])
+        .await
+        .expect("upgrade");
+    second.init(&user.access_token).await;
+    second.subscribe("login", log_in, attempt).await;
+    let payload = second.next_payload("login").await;
+    assert!(payload.get("errors").is_none(), "{payload}");
+}
+
+#[tokio::test]
+async fn errors_over_the_socket_carry_a_code_like_over_http() {
+    let app = spawn_app().await;
+    let user = app.sign_up().await;
+    let mut ws = Ws::ready(&app, &user.access_token).await;
+    for (id, query) in [
+        ("unknown-field", "{ nope }"),
+        (
+            "missing-variable",
+            "mutation($i: SignUpInput!) { signUp(input: $i) { accessToken } }",
+        ),
+        ("unparsable", "subscription {"),
+    ] {
+        ws.subscribe(id, query, json!({})).await;
+        let message = ws.next().await.expect("an answer");
+        let errors = if message["type"] == json!("error") {
+            message["payload"].clone()
+        } else {
+            message["payload"]["errors"].clone()
+        };
+        let errors = errors.as_array().cloned().unwrap_or_default();
+        assert!(!errors.is_empty(), "{id}: {message}");
+        for error in &errors {
+            assert!(
+                error["extensions"]["code"].is_string(),
+                "{id}: an error without a code: {message}"
+            );
+        }
+        // Drain a `complete` that may follow a `next`.
+        if message["type"] == json!("next") {
+            assert_eq!(
+                ws.next().await.expect("complete")["type"],
+                json!("complete")
+            );
+        }
+    }
+}

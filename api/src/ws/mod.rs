@@ -40,7 +40,11 @@ use tokio::{
 pub use fanout::Hub;
 pub use protocol::{Connections, PROTOCOL};
 
-use crate::{graphql::AppSchema, http::method_label, state::AppState};
+use crate::{
+    graphql::AppSchema,
+    http::{ClientAddress, client_address_of, method_label},
+    state::AppState,
+};
 
 /// The one path that accepts WebSocket upgrades.
 const PATH: &str = "/graphql";
@@ -148,13 +152,23 @@ async fn upgrade(
     }
     let response = response.finish().drop_body();
     observe(response.status());
+    let client = client_address_of(
+        request.headers(),
+        request.peer_addr(),
+        state.settings.client_ip_header.as_ref(),
+    );
     framed.send((response, BodySize::None).into()).await?;
     drop(request);
     let parts = framed.into_parts();
     let max_message_bytes = state.settings.realtime.max_message_bytes;
     let socket = socket::Socket::new(parts.io, parts.read_buf, max_message_bytes);
     // The socket runs on its own, so that nothing of the HTTP connection outlives the upgrade.
-    actix_web::rt::spawn(protocol::Connection::run(realtime, socket, speaks_protocol));
+    actix_web::rt::spawn(protocol::Connection::run(
+        realtime,
+        socket,
+        ClientAddress(client),
+        speaks_protocol,
+    ));
     Ok(())
 }
 

@@ -46,6 +46,7 @@ use crate::{
     auth::{AuthRejection, Credential, Principal, Viewer, authenticate},
     config::RealtimeSettings,
     graphql::{EventProgress, SubscribedAt, budget::CostBudget},
+    http::{ClientAddress, add_missing_codes},
     rate_limit::Subject,
 };
 
@@ -248,6 +249,8 @@ enum Flow {
 pub(super) struct Connection {
     realtime: Realtime,
     socket: Socket,
+    /// Where the socket comes from, for the per-address budgets of what runs on it (`logIn`).
+    client: ClientAddress,
     inbox: Arc<Inbox>,
     phase: Phase,
     operations: HashMap<String, Operation>,
@@ -274,10 +277,16 @@ fn counts_against_budget(
 
 impl Connection {
     /// Serves the socket until it closes.
-    pub(super) async fn run(realtime: Realtime, socket: Socket, speaks_protocol: bool) {
+    pub(super) async fn run(
+        realtime: Realtime,
+        socket: Socket,
+        client: ClientAddress,
+        speaks_protocol: bool,
+    ) {
         let mut connection = Self {
             realtime,
             socket,
+            client,
             inbox: Arc::default(),
             phase: Phase::AwaitingInit,
             operations: HashMap::new(),
@@ -620,7 +629,9 @@ impl Connection {
             &budget,
         ))
         .await;
-        if let Err(refusal) = priced {
+        let parsed = document.is_some();
+        if let Err(mut refusal) = priced {
+            add_missing_codes(&mut refusal, parsed);
             return self
                 .send(json!({ "id": id, "type": "error", "payload": refusal.errors }))
                 .await;
@@ -636,6 +647,7 @@ impl Connection {
         let key = self.next_key;
         self.next_key += 1;
         let schema = shared.schema.clone();
+        let client = self.client;
         let bus = &shared.state.bus;
         let membership = shared.hub.join(
             group,
@@ -647,6 +659,7 @@ impl Connection {
                 let mut request = async_graphql::Request::new(payload.query)
                     .variables(variables)
                     .data(Viewer::User(principal))
+                    .data(client)
                     .data(SubscribedAt(mark))
                     .data(EventProgress(progress.clone()));
                 if let Some(name) = payload.operation_name {
@@ -656,7 +669,13 @@ impl Connection {
                     request.set_parsed_query(document);
                 }
                 Start {
-                    responses: schema.execute_stream(request).boxed(),
+                    responses: schema
+                        .execute_stream(request)
+                        .map(move |mut response| {
+                            add_missing_codes(&mut response, parsed);
+                            response
+                        })
+                        .boxed(),
                     progress,
                 }
             },
