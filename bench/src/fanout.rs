@@ -48,6 +48,18 @@ const SPARE_FDS: u64 = 512;
 /// Each client socket's read buffer (tungstenite allocates 128 KiB per socket by default).
 const CLIENT_READ_BUFFER: usize = 4096;
 
+/// The reviewer account whose token subscriber `index` uses, or `None` for the owner's sockets.
+/// Reviewers take turns over the reviewers' sockets only, so each holds an even share whatever
+/// their number.
+fn reviewer_of(index: usize, reviewers: usize) -> Option<usize> {
+    if Follows::of(index) == Follows::StatusAsOwner {
+        return None;
+    }
+    // Three of every four sockets are reviewers'; number them without the owner's.
+    let reviewer_socket = index / 4 * 3 + index % 4;
+    Some(reviewer_socket % reviewers.max(1))
+}
+
 /// Options of `bench fanout`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -216,13 +228,16 @@ pub async fn run_for_summary(args: Args) -> anyhow::Result<Summary> {
     }
     let fd_limit = raise_fd_limit(args.subscribers.max(args.hop_subscribers) as u64 + SPARE_FDS)?;
 
-    // The most sockets one account holds: the owner's quarter, or the reviewers' share each.
-    let owner_sockets = (0..args.subscribers)
-        .filter(|&i| Follows::of(i) == Follows::StatusAsOwner)
-        .count();
-    let reviewer_sockets = (args.subscribers - owner_sockets).div_ceil(args.reviewers);
-    let per_user = owner_sockets
-        .max(reviewer_sockets)
+    // The most sockets one account holds, counted the way the sockets are handed out.
+    let mut per_account = vec![0_usize; args.reviewers + 1];
+    for index in 0..args.subscribers {
+        let account = reviewer_of(index, args.reviewers).unwrap_or(args.reviewers);
+        per_account[account] += 1;
+    }
+    let per_user = per_account
+        .into_iter()
+        .max()
+        .unwrap_or(0)
         .max(args.hop_subscribers);
     ensure!(
         per_user <= 10_000,
@@ -371,7 +386,10 @@ async fn measure(
             let follows = Follows::of(index);
             let token = match follows {
                 Follows::StatusAsOwner => seeded.owner_token.clone(),
-                _ => seeded.reviewers[index % seeded.reviewers.len()].clone(),
+                _ => {
+                    let reviewer = reviewer_of(index, seeded.reviewers.len()).unwrap_or(0);
+                    seeded.reviewers[reviewer].clone()
+                }
             };
             (token, follows)
         })
@@ -1162,6 +1180,24 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reviewers_hold_even_shares_of_the_reviewers_sockets() {
+        for reviewers in 1..=9 {
+            let mut counts = vec![0_usize; reviewers];
+            for index in 0..10_000 {
+                if let Some(reviewer) = reviewer_of(index, reviewers) {
+                    counts[reviewer] += 1;
+                }
+            }
+            let (least, most) = (counts.iter().min(), counts.iter().max());
+            assert!(
+                most.zip(least).is_some_and(|(m, l)| m - l <= 1),
+                "{reviewers} reviewers: {counts:?}"
+            );
+            assert_eq!(counts.iter().sum::<usize>(), 7_500);
+        }
+    }
 
     #[test]
     fn redis_urls_must_be_local() {
