@@ -604,6 +604,8 @@ pub struct RealtimeSettings {
     pub max_subscriptions_per_connection: usize,
     /// Most sockets one user may hold open on one instance.
     pub max_connections_per_user: usize,
+    /// Most sockets open on one instance, authenticated or not; an upgrade beyond it gets 503.
+    pub max_connections: usize,
     /// How long a socket may stay open without `connection_init` (then 4408).
     pub init_timeout: Duration,
     /// How often the credentials behind a socket are checked again (revoked token, disabled
@@ -659,6 +661,10 @@ fn realtime_settings(env: &Vars<'_>) -> anyhow::Result<RealtimeSettings> {
     if !(1..=10_000).contains(&max_connections) {
         bail!("WS_MAX_CONNECTIONS_PER_USER must be between 1 and 10000, got {max_connections}");
     }
+    let max_sockets: usize = env.parse("WS_MAX_CONNECTIONS")?.unwrap_or(20_000);
+    if !(1..=1_000_000).contains(&max_sockets) {
+        bail!("WS_MAX_CONNECTIONS must be between 1 and 1000000, got {max_sockets}");
+    }
     let init_timeout: u64 = env.parse("WS_INIT_TIMEOUT_SECONDS")?.unwrap_or(10);
     if !(1..=300).contains(&init_timeout) {
         bail!("WS_INIT_TIMEOUT_SECONDS must be between 1 and 300, got {init_timeout}");
@@ -683,6 +689,7 @@ fn realtime_settings(env: &Vars<'_>) -> anyhow::Result<RealtimeSettings> {
         max_message_bytes,
         max_subscriptions_per_connection: max_subscriptions,
         max_connections_per_user: max_connections,
+        max_connections: max_sockets,
         init_timeout: Duration::from_secs(init_timeout),
         auth_recheck_interval: Duration::from_secs(recheck),
         max_messages_per_second,
@@ -1107,6 +1114,20 @@ mod tests {
         ] {
             let message = error_of(&[("JWT_KEYS", KEY), (name, value)]);
             assert!(message.contains(name), "{message}");
+        }
+    }
+
+    #[test]
+    fn the_instance_socket_cap_has_a_default_and_bounds() {
+        let realtime = settings(&[("JWT_KEYS", KEY)]).expect("defaults").realtime;
+        assert_eq!(realtime.max_connections, 20_000);
+        let realtime = settings(&[("JWT_KEYS", KEY), ("WS_MAX_CONNECTIONS", "5")])
+            .expect("a valid cap")
+            .realtime;
+        assert_eq!(realtime.max_connections, 5);
+        for value in ["0", "1000001", "many"] {
+            let message = error_of(&[("JWT_KEYS", KEY), ("WS_MAX_CONNECTIONS", value)]);
+            assert!(message.contains("WS_MAX_CONNECTIONS"), "{value}: {message}");
         }
     }
 

@@ -257,10 +257,15 @@ pub async fn run_for_summary(args: Args) -> anyhow::Result<Summary> {
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let mut extra_env = vec![(
-        "WS_MAX_CONNECTIONS_PER_USER".to_owned(),
-        per_user.to_string(),
-    )];
+    // The instance's socket cap leaves room for every subscriber, whatever --subscribers says.
+    let sockets = args.subscribers.max(args.hop_subscribers) + 64;
+    let mut extra_env = vec![
+        (
+            "WS_MAX_CONNECTIONS_PER_USER".to_owned(),
+            per_user.to_string(),
+        ),
+        ("WS_MAX_CONNECTIONS".to_owned(), sockets.to_string()),
+    ];
     if let Some(url) = &args.redis_url {
         extra_env.push(("REDIS_URL".into(), url.clone()));
         extra_env.push(("REDIS_PREFIX".into(), format!("bench-fanout-{run_id}")));

@@ -1655,3 +1655,37 @@ async fn errors_over_the_socket_carry_a_code_like_over_http() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_instance_holds_at_most_its_socket_cap_and_frees_places_as_sockets_end() {
+    let app = spawn_app_with(&[("WS_MAX_CONNECTIONS", "2")]).await;
+    let user = app.sign_up().await;
+    // One socket authenticated, one still waiting for `connection_init`: both count.
+    let first = Ws::ready(&app, &user.access_token).await;
+    let _second = Ws::connect(&app).await;
+    match Ws::connect_with(&app, &[]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        Err(other) => panic!("expected 503, got {other}"),
+        Ok(_) => panic!("a third socket was let in"),
+    }
+    // Plain HTTP is not affected.
+    let body = app
+        .graphql(Some(&user.access_token), "{ viewer { id } }", json!({}))
+        .await;
+    assert_eq!(body["data"]["viewer"]["id"], json!(user.id), "{body}");
+
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match Ws::connect_with(&app, &[]).await {
+            Ok(_) => break,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("the place of a closed socket was never freed: {error}"),
+        }
+    }
+}

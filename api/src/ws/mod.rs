@@ -19,7 +19,14 @@ mod fanout;
 mod protocol;
 mod socket;
 
-use std::{io, sync::Arc, time::Instant};
+use std::{
+    io,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Instant,
+};
 
 use actix_codec::Framed;
 use actix_http::{
@@ -60,6 +67,28 @@ struct Shared {
     schema: AppSchema,
     connections: Arc<Connections>,
     hub: Arc<Hub>,
+    /// Sockets open on this instance. Once upgraded, a socket has left the HTTP server and its
+    /// connection limits, so `WS_MAX_CONNECTIONS` is enforced here.
+    open_sockets: Arc<AtomicUsize>,
+}
+
+/// One of the instance's `WS_MAX_CONNECTIONS` sockets, given back when the socket ends.
+pub(crate) struct SocketSlot(Arc<AtomicUsize>);
+
+impl SocketSlot {
+    fn acquire(open: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
+            (count < max).then_some(count + 1)
+        })
+        .ok()
+        .map(|_| Self(open.clone()))
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Realtime {
@@ -70,6 +99,7 @@ impl Realtime {
                 schema,
                 connections: Arc::default(),
                 hub: Arc::default(),
+                open_sockets: Arc::default(),
             }),
         }
     }
@@ -77,6 +107,11 @@ impl Realtime {
     /// The running shared subscriptions.
     pub fn hub(&self) -> &Hub {
         &self.shared.hub
+    }
+
+    /// How many sockets are open on this instance.
+    pub fn open_sockets(&self) -> usize {
+        self.shared.open_sockets.load(Ordering::Acquire)
     }
 }
 
@@ -129,6 +164,21 @@ async fn upgrade(
         observe(status);
         return refuse(framed, response, text).await;
     }
+    let max_sockets = state.settings.realtime.max_connections;
+    let Some(slot) = SocketSlot::acquire(&realtime.shared.open_sockets, max_sockets) else {
+        tracing::warn!(
+            limit = max_sockets,
+            "websocket refused: this instance holds WS_MAX_CONNECTIONS sockets"
+        );
+        let mut response = Response::with_body(StatusCode::SERVICE_UNAVAILABLE, ());
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        observe(response.status());
+        let text = "this instance holds as many WebSocket connections as it may; try again \
+                    shortly (another instance may have room)\n";
+        return refuse(framed, response, text.to_owned()).await;
+    };
     let mut response = match ws::handshake(request.head()) {
         Ok(response) => response,
         Err(error) => {
@@ -167,6 +217,7 @@ async fn upgrade(
         realtime,
         socket,
         ClientAddress(client),
+        slot,
         speaks_protocol,
     ));
     Ok(())

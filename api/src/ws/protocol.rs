@@ -38,7 +38,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use uuid::Uuid;
 
 use super::{
-    Realtime,
+    Realtime, SocketSlot,
     fanout::{Delivery, GroupKey, Inbox, Membership, Outgoing, Start},
     socket::{Inbound, ReadFailure, Socket},
 };
@@ -251,6 +251,8 @@ pub(super) struct Connection {
     socket: Socket,
     /// Where the socket comes from, for the per-address budgets of what runs on it (`logIn`).
     client: ClientAddress,
+    /// The socket's place under `WS_MAX_CONNECTIONS`, held until the socket is gone.
+    _slot: SocketSlot,
     inbox: Arc<Inbox>,
     phase: Phase,
     operations: HashMap<String, Operation>,
@@ -281,12 +283,14 @@ impl Connection {
         realtime: Realtime,
         socket: Socket,
         client: ClientAddress,
+        slot: SocketSlot,
         speaks_protocol: bool,
     ) {
         let mut connection = Self {
             realtime,
             socket,
             client,
+            _slot: slot,
             inbox: Arc::default(),
             phase: Phase::AwaitingInit,
             operations: HashMap::new(),
