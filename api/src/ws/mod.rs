@@ -8,12 +8,14 @@
 //!
 //! - **Handshake** ([`upgrade_service`]): only `GET /graphql` upgrades (404 elsewhere, 405 for
 //!   other methods); the `Origin` must be the service's own or in `ALLOWED_ORIGINS` (403); a
-//!   request without `Origin` comes from a non-browser client and is allowed; a malformed
-//!   handshake gets 400 (426 for an unsupported WebSocket version).
+//!   request without `Origin` comes from a non-browser client and is allowed; past
+//!   `WS_MAX_CONNECTIONS` open sockets the upgrade gets 503; a malformed handshake gets 400
+//!   (426 for an unsupported WebSocket version).
 //! - **Protocol** ([`protocol`]): authentication in `connection_init`, close codes, caps and
 //!   rate limits, credentials checked again while the socket lives.
-//! - **Fan-out** ([`fanout`]): sockets that ask for the same subscription as the same viewer
-//!   share one execution; each event is resolved and serialised once per distinct subscription.
+//! - **Fan-out** ([`fanout`]): sockets that ask for the same subscription as the same user and
+//!   role share one execution; each event is resolved and serialised once per distinct
+//!   subscription. Queries and mutations sent over a socket always run on their own.
 
 mod fanout;
 mod protocol;
