@@ -44,7 +44,7 @@ impl Role {
 }
 
 /// How the viewer proved who they are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Credential {
     /// An access token of a login session (refresh-token family).
     Session { family_id: Uuid },

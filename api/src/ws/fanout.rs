@@ -218,8 +218,9 @@ pub struct Membership {
 }
 
 impl Hub {
-    /// How many groups run now (for tests and logs).
-    pub fn running(&self) -> usize {
+    /// How many groups run now.
+    #[cfg(test)]
+    fn running(&self) -> usize {
         lock(&self.groups).len()
     }
 

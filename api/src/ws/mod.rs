@@ -41,13 +41,11 @@ use actix_http::{
 use actix_service::{ServiceFactory, fn_service};
 use bytes::Bytes;
 use futures_util::SinkExt;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 
-pub use fanout::Hub;
-pub use protocol::{Connections, PROTOCOL};
+use fanout::Hub;
+use protocol::Connections;
+pub use protocol::PROTOCOL;
 
 use crate::{
     graphql::AppSchema,
@@ -105,16 +103,6 @@ impl Realtime {
             }),
         }
     }
-
-    /// The running shared subscriptions.
-    pub fn hub(&self) -> &Hub {
-        &self.shared.hub
-    }
-
-    /// How many sockets are open on this instance.
-    pub fn open_sockets(&self) -> usize {
-        self.shared.open_sockets.load(Ordering::Acquire)
-    }
 }
 
 /// The service actix-http calls with each request that asks to upgrade (an `Upgrade: websocket`
@@ -162,8 +150,8 @@ async fn upgrade(
             started.elapsed().as_secs_f64(),
         );
     };
-    if let Some((status, response, text)) = refusal(state, &request) {
-        observe(status);
+    if let Some((response, text)) = refusal(state, &request) {
+        observe(response.status());
         return refuse(framed, response, text).await;
     }
     let max_sockets = state.settings.realtime.max_connections;
@@ -226,7 +214,7 @@ async fn upgrade(
 }
 
 /// Why an upgrade request is refused before the handshake is even looked at, if it is.
-fn refusal(state: &AppState, request: &Request) -> Option<(StatusCode, Response<()>, String)> {
+fn refusal(state: &AppState, request: &Request) -> Option<(Response<()>, String)> {
     let plain = |status: StatusCode, text: &str| {
         let mut response = Response::with_body(status, ());
         if status == StatusCode::METHOD_NOT_ALLOWED {
@@ -234,7 +222,7 @@ fn refusal(state: &AppState, request: &Request) -> Option<(StatusCode, Response<
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET"));
         }
-        Some((status, response, text.to_owned()))
+        Some((response, text.to_owned()))
     };
     if request.path() != PATH {
         return plain(
@@ -286,16 +274,6 @@ async fn refuse(
     framed.send(h1::Message::Chunk(None)).await?;
     let mut io = framed.into_parts().io;
     io.shutdown().await?;
-    // Read what the client still sends until it closes, so that the kernel does not reset the
-    // connection under the answer.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-        let mut sink = [0_u8; 256];
-        while let Ok(read) = io.read(&mut sink).await {
-            if read == 0 {
-                break;
-            }
-        }
-    })
-    .await;
+    socket::linger(&mut io).await;
     Ok(())
 }

@@ -143,12 +143,6 @@ impl Connections {
             user_id,
         })
     }
-
-    /// How many sockets the user holds now.
-    pub fn count(&self, user_id: Uuid) -> usize {
-        let per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
-        per_user.get(&user_id).copied().unwrap_or(0)
-    }
 }
 
 /// A held slot, given back when the socket ends.

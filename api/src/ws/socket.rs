@@ -59,6 +59,21 @@ fn announced_length(buffer: &[u8]) -> Option<u64> {
     }
 }
 
+/// After our side of `stream` was shut down: reads what the client still sends until it closes
+/// too (at most [`CLOSE_LINGER`]), so that the kernel does not reset the connection under the
+/// last bytes we wrote.
+pub async fn linger(stream: &mut TcpStream) {
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        let mut sink = [0_u8; 256];
+        while let Ok(read) = stream.read(&mut sink).await {
+            if read == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 pub struct Socket {
     stream: TcpStream,
     codec: Codec,
@@ -199,15 +214,7 @@ impl Socket {
             return;
         }
         let _ = self.stream.shutdown().await;
-        let _ = tokio::time::timeout(CLOSE_LINGER, async {
-            let mut sink = [0_u8; 256];
-            while let Ok(read) = self.stream.read(&mut sink).await {
-                if read == 0 {
-                    break;
-                }
-            }
-        })
-        .await;
+        linger(&mut self.stream).await;
     }
 
     /// Bytes held in buffers right now (for tests).
