@@ -332,6 +332,33 @@ fn redis_configured() -> bool {
     std::env::var("TEST_REDIS_URL").is_ok_and(|v| !v.is_empty())
 }
 
+/// The UUID behind a provider's global ID.
+fn provider_uuid(provider_id: &str) -> Uuid {
+    dashboard::graphql::GlobalId::decode(provider_id)
+        .filter(|id| id.type_name == "Provider")
+        .expect("a provider's global ID")
+        .id
+}
+
+/// Logs and publishes, like any other event, an internal status event of the provider (as a
+/// reviewer-only note of a status change would be), with the reason "reviewer-only note".
+async fn publish_reviewer_note(app: &TestApp, provider_id: &str) {
+    let mut internal = dashboard::events::NewEvent::new(
+        provider_uuid(provider_id),
+        None,
+        dashboard::events::EventKind::Comment,
+    )
+    .transition(None, dashboard::registration::SubmissionStatus::InReview)
+    .reason("reviewer-only note");
+    internal.internal = true;
+    let txn = app.state.db.begin_write().await.expect("begin");
+    let recorded = dashboard::events::record(&txn, internal)
+        .await
+        .expect("record");
+    txn.commit().await.expect("commit");
+    app.state.bus.publish(vec![recorded]);
+}
+
 async fn readyz(app: &TestApp) -> Value {
     app.client
         .get(format!("{}/readyz", app.address))
@@ -580,32 +607,7 @@ async fn submitters_never_receive_internal_events() {
     let reviewer = app.user_with_role(dashboard::auth::Role::Reviewer).await;
     let provider_id = ready_provider(&app, &owner, "ORGANIZATION").await;
     let after = newest_cursor(&app, &owner, &provider_id).await;
-    let provider_uuid: Uuid = String::from_utf8(
-        URL_SAFE_NO_PAD
-            .decode(&provider_id)
-            .expect("base64 provider id"),
-    )
-    .expect("utf8")
-    .trim_start_matches("Provider:")
-    .parse()
-    .expect("uuid");
-
-    // An internal status event (as a reviewer-only note of a status change would be), logged
-    // and published like any other.
-    let mut internal = dashboard::events::NewEvent::new(
-        provider_uuid,
-        None,
-        dashboard::events::EventKind::Comment,
-    )
-    .transition(None, dashboard::registration::SubmissionStatus::InReview)
-    .reason("reviewer-only note");
-    internal.internal = true;
-    let txn = app.state.db.begin_write().await.expect("begin");
-    let recorded = dashboard::events::record(&txn, internal)
-        .await
-        .expect("record");
-    txn.commit().await.expect("commit");
-    app.state.bus.publish(vec![recorded]);
+    publish_reviewer_note(&app, &provider_id).await;
 
     let mut mine = Ws::ready(&app, &owner.access_token).await;
     let mut theirs = Ws::ready(&app, &reviewer.access_token).await;
@@ -692,15 +694,7 @@ async fn event_ids_are_assigned_in_commit_order() {
     let app = spawn_app().await;
     let owner = app.sign_up().await;
     let provider_id = ready_provider(&app, &owner, "ORGANIZATION").await;
-    let provider_uuid: Uuid = String::from_utf8(
-        URL_SAFE_NO_PAD
-            .decode(&provider_id)
-            .expect("base64 provider id"),
-    )
-    .expect("utf8")
-    .trim_start_matches("Provider:")
-    .parse()
-    .expect("uuid");
+    let provider_uuid = provider_uuid(&provider_id);
     let note = |text: &str| {
         dashboard::events::NewEvent::new(provider_uuid, None, dashboard::events::EventKind::Comment)
             .reason(text)
@@ -1424,15 +1418,6 @@ async fn an_owner_and_a_reviewer_with_the_same_document_see_what_each_may() {
     let owner = app.sign_up().await;
     let reviewer = app.user_with_role(dashboard::auth::Role::Reviewer).await;
     let provider_id = ready_provider(&app, &owner, "ORGANIZATION").await;
-    let provider_uuid: Uuid = String::from_utf8(
-        URL_SAFE_NO_PAD
-            .decode(&provider_id)
-            .expect("base64 provider id"),
-    )
-    .expect("utf8")
-    .trim_start_matches("Provider:")
-    .parse()
-    .expect("uuid");
     let variables = json!({ "providerId": provider_id });
     let mut sockets = Vec::new();
     for token in [
@@ -1446,20 +1431,7 @@ async fn an_owner_and_a_reviewer_with_the_same_document_see_what_each_may() {
         assert_eq!(ws.next().await.expect("pong")["type"], json!("pong"));
         sockets.push(ws);
     }
-    let mut internal = dashboard::events::NewEvent::new(
-        provider_uuid,
-        None,
-        dashboard::events::EventKind::Comment,
-    )
-    .transition(None, dashboard::registration::SubmissionStatus::InReview)
-    .reason("reviewer-only note");
-    internal.internal = true;
-    let txn = app.state.db.begin_write().await.expect("begin");
-    let recorded = dashboard::events::record(&txn, internal)
-        .await
-        .expect("record");
-    txn.commit().await.expect("commit");
-    app.state.bus.publish(vec![recorded]);
+    publish_reviewer_note(&app, &provider_id).await;
 
     let note = sockets[2].next_event("s", "submissionStatusChanged").await;
     assert_eq!(note["reason"], json!("reviewer-only note"));
