@@ -172,38 +172,32 @@ async fn run_steps(args: &Args, database_url: &str, phase: Duration) -> anyhow::
         args.subscribers
     );
     let subscribers = args.subscribers.to_string();
-    let fanout_args = FanoutCli::try_parse_from([
-        "fanout",
-        "--no-build",
+    let common = [
         "--database-url",
         database_url,
-        "--redis-url",
-        &args.redis_url,
         "--subscribers",
         &subscribers,
-    ])
-    .context("building the fanout benchmark's options")?
-    .args;
-    let fanout = fanout::run_for_summary(fanout_args).await?;
-    rows.extend(fanout_rows(&fanout));
+    ];
+    rows.extend(run_fanout(&common, &["--redis-url", &args.redis_url]).await?);
 
     eprintln!(
         "\n== 6/6 subscription fan-out, every socket with a document of its own (no sharing)"
     );
-    let distinct_args = FanoutCli::try_parse_from([
-        "fanout",
-        "--no-build",
-        "--distinct",
-        "--database-url",
-        database_url,
-        "--subscribers",
-        &subscribers,
-    ])
-    .context("building the fanout benchmark's options")?
-    .args;
-    let distinct = fanout::run_for_summary(distinct_args).await?;
-    rows.extend(fanout_rows(&distinct));
+    rows.extend(run_fanout(&common, &["--distinct"]).await?);
     Ok(rows)
+}
+
+/// Runs the fanout benchmark with `--no-build` and these options, as its command line would.
+async fn run_fanout(common: &[&str], extra: &[&str]) -> anyhow::Result<Vec<Row>> {
+    let command_line = ["fanout", "--no-build"]
+        .iter()
+        .chain(common)
+        .chain(extra)
+        .copied();
+    let args = FanoutCli::try_parse_from(command_line)
+        .context("building the fanout benchmark's options")?
+        .args;
+    Ok(fanout_rows(&fanout::run_for_summary(args).await?))
 }
 
 fn fanout_rows(fanout: &fanout::Summary) -> Vec<Row> {
