@@ -37,10 +37,7 @@ use actix_web::{
 };
 use async_graphql::{
     Variables,
-    parser::{
-        parse_query,
-        types::{DocumentOperations, ExecutableDocument, OperationType, Selection},
-    },
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType, Selection},
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -48,7 +45,7 @@ use serde_json::json;
 use crate::{
     auth::authenticate,
     db::counting_statements,
-    graphql::{AppSchema, budget::CostBudget, limits, loaders},
+    graphql::{AppSchema, budget::CostBudget, loaders},
     rate_limit::{Decision, Subject},
     state::AppState,
 };
@@ -179,32 +176,20 @@ pub async fn graphql(
         Some(_) => return bad_request("`variables` must be a JSON object"),
     };
 
-    if let Err(exceeded) = limits::check_size(&params.query) {
-        return transport_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            response_type,
-            exceeded.code,
-            &exceeded.message,
-        );
-    }
-    if let Err(exceeded) = limits::check_lexical(&params.query) {
-        return transport_error(
-            StatusCode::BAD_REQUEST,
-            response_type,
-            exceeded.code,
-            &exceeded.message,
-        );
-    }
-    let document = parse_query(&params.query).ok();
-    if let Some(Err(exceeded)) = document.as_ref().map(limits::check_document) {
-        tracing::warn!(code = exceeded.code, "GraphQL document refused by a limit");
-        return transport_error(
-            StatusCode::BAD_REQUEST,
-            response_type,
-            exceeded.code,
-            &exceeded.message,
-        );
-    }
+    // Size, nesting, tokens and the document limits; a text that passed them before is not
+    // scanned or parsed again.
+    let document = match schema.check_query(&params.query) {
+        Ok(document) => document,
+        Err(exceeded) => {
+            tracing::warn!(code = exceeded.code, "GraphQL document refused by a limit");
+            let status = if exceeded.is_too_large() {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return transport_error(status, response_type, exceeded.code, &exceeded.message);
+        }
+    };
     let operation = document
         .as_ref()
         .and_then(|d| inspect_operation(d, params.operation_name.as_deref()));
@@ -271,7 +256,7 @@ pub async fn graphql(
     let priced = schema
         .price(
             &params.query,
-            document.as_ref(),
+            document.as_deref(),
             params.operation_name.as_deref(),
             &variables,
             &budget,
@@ -294,7 +279,7 @@ pub async fn graphql(
             }
             // The document was parsed once already, for the limits; the schema reuses it.
             if let Some(document) = document {
-                graphql_request.set_parsed_query(document);
+                graphql_request.set_parsed_query(Arc::unwrap_or_clone(document));
             }
             counting_statements(statements.clone(), schema.execute(graphql_request)).await
         }
@@ -692,6 +677,7 @@ pub async fn record_metrics(
 #[cfg(test)]
 mod tests {
     use actix_web::test::TestRequest;
+    use async_graphql::parser::parse_query;
 
     use super::*;
 

@@ -282,6 +282,74 @@ async fn the_query_cost_budget_is_reported_charged_by_complexity_and_refused_bef
     assert_eq!(providers, 0);
 }
 
+/// Each instance keeps the documents and prices of operations it has seen; a repeated
+/// operation must still be charged in full every time, and a cached text must not carry a
+/// verdict over to variables or documents it was not given for.
+#[tokio::test]
+async fn repeated_operations_are_charged_every_time_and_validated_for_their_own_variables() {
+    let app = rate_limited_app(&[("RATE_LIMIT_QUERY_COST", "2000/1h")]).await;
+    let user = app.sign_up().await;
+    let token = Some(user.access_token.as_str());
+    let list = "query($n: Int) { myProviders(first: $n) { edges { node { id name } } } }";
+
+    let mut remaining = Vec::new();
+    for _ in 0..4 {
+        let (status, headers, body) =
+            send_from(&app, "192.0.2.9", token, list, json!({ "n": 50 })).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.get("errors").is_none(), "{body}");
+        remaining.push(header_number(&headers, "ratelimit-remaining"));
+    }
+    // The budget refills by about one unit every two seconds, hence the tolerance.
+    let first_cost = remaining[0].abs_diff(remaining[1]);
+    assert!(
+        first_cost >= 50,
+        "a list of 50 costs at least 50: {remaining:?}"
+    );
+    for pair in remaining.windows(2).skip(1) {
+        assert!(
+            (pair[0] - pair[1]).abs_diff(first_cost) <= 2,
+            "every repetition costs the same: {remaining:?}"
+        );
+    }
+
+    // The same text with other variables is priced for them.
+    let (_, headers, body) = send_from(&app, "192.0.2.9", token, list, json!({ "n": 5 })).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let small_cost = remaining[3] - header_number(&headers, "ratelimit-remaining");
+    assert!(
+        small_cost < first_cost / 2,
+        "{small_cost} against {first_cost}"
+    );
+
+    // ... and with variables of the wrong type it fails validation, each time, before any work.
+    for _ in 0..2 {
+        let (status, _, body) =
+            send_from(&app, "192.0.2.9", token, list, json!({ "n": "fifty" })).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["data"].is_null(), "{body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("n")),
+            "{body}"
+        );
+    }
+
+    // A document that fails validation keeps failing: nothing about it is kept.
+    let unknown = "{ viewer { id favouriteColour } }";
+    for _ in 0..2 {
+        let (_, _, body) = send_from(&app, "192.0.2.9", token, unknown, json!({})).await;
+        assert!(body["data"].is_null(), "{body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("favouriteColour")),
+            "{body}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn anonymous_callers_are_charged_per_address() {
     let app = rate_limited_app(&[("RATE_LIMIT_QUERY_COST", "2000/1h")]).await;

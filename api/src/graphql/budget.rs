@@ -17,35 +17,79 @@ use crate::{
     state::AppState,
 };
 
-/// Who pays for a request, and the last decision taken for it.
+/// Who pays for a request, what its operation cost, and the last decision taken for it.
 #[derive(Clone)]
 pub struct CostBudget {
     subject: Subject,
-    decision: Arc<Mutex<Option<Decision>>>,
+    charged: Arc<Mutex<Charged>>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Charged {
+    cost: Option<u32>,
+    decision: Option<Decision>,
 }
 
 impl CostBudget {
     pub fn new(subject: Subject) -> Self {
         Self {
             subject,
-            decision: Arc::default(),
+            charged: Arc::default(),
         }
     }
 
     /// The decision of the latest charge, if the budget is on and a charge happened.
     pub fn decision(&self) -> Option<Decision> {
+        self.charged().decision
+    }
+
+    /// The complexity of the operation, once it passed strict validation.
+    pub fn cost(&self) -> Option<u32> {
+        self.charged().cost
+    }
+
+    fn charged(&self) -> Charged {
         *self
-            .decision
+            .charged
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn record(&self, decision: Decision) {
-        *self
-            .decision
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(decision);
+    fn update(&self, change: impl FnOnce(&mut Charged)) {
+        change(
+            &mut self
+                .charged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
     }
+}
+
+/// Charges `cost` to `budget`: `Err` holds the `RATE_LIMITED` error when the budget cannot pay
+/// it. With the budget off (no limit configured) every operation may go on.
+pub async fn charge(state: &AppState, budget: &CostBudget, cost: u32) -> Result<(), ServerError> {
+    budget.update(|charged| charged.cost = Some(cost));
+    let Some(decision) = state
+        .rate_limiter
+        .charge(Bucket::QueryCost, &budget.subject, cost)
+        .await
+    else {
+        return Ok(());
+    };
+    budget.update(|charged| charged.decision = Some(decision));
+    if decision.allowed {
+        return Ok(());
+    }
+    let retry = decision.retry_after_seconds();
+    Err(rate_limited_error(
+        &format!(
+            "this operation costs {cost}, more than is left of your budget of {} per {} s; \
+             retry in {retry} s",
+            decision.limit,
+            decision.window.as_secs()
+        ),
+        retry,
+    ))
 }
 
 /// The error of an operation refused by a rate limit, as async-graphql reports request errors.
@@ -84,26 +128,9 @@ impl Extension for QueryCostLimit {
             return Err(Vec::new());
         };
         let cost = u32::try_from(validated.complexity).unwrap_or(u32::MAX);
-        let Some(decision) = state
-            .rate_limiter
-            .charge(Bucket::QueryCost, &budget.subject, cost)
-            .await
-        else {
-            return Err(Vec::new());
-        };
-        budget.record(decision);
-        if decision.allowed {
-            return Err(Vec::new());
+        match charge(state, budget, cost).await {
+            Ok(()) => Err(Vec::new()),
+            Err(refusal) => Err(vec![refusal]),
         }
-        let retry = decision.retry_after_seconds();
-        Err(vec![rate_limited_error(
-            &format!(
-                "this operation costs {cost}, more than is left of your budget of {} per {} s; \
-                 retry in {retry} s",
-                decision.limit,
-                decision.window.as_secs()
-            ),
-            retry,
-        )])
     }
 }

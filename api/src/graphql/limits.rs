@@ -42,13 +42,20 @@ impl LimitExceeded {
     fn new(code: &'static str, message: String) -> Self {
         Self { code, message }
     }
+
+    /// Whether the document was refused for its size alone (HTTP answers 413 to that).
+    pub fn is_too_large(&self) -> bool {
+        self.code == QUERY_TOO_LARGE
+    }
 }
+
+const QUERY_TOO_LARGE: &str = "QUERY_TOO_LARGE";
 
 /// Checks the raw size; call before parsing.
 pub fn check_size(query: &str) -> Result<(), LimitExceeded> {
     if query.len() > MAX_DOCUMENT_BYTES {
         return Err(LimitExceeded::new(
-            "QUERY_TOO_LARGE",
+            QUERY_TOO_LARGE,
             format!(
                 "the document has {} bytes; at most {MAX_DOCUMENT_BYTES} are accepted",
                 query.len()

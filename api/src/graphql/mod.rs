@@ -3,6 +3,7 @@
 
 mod accounts;
 pub mod budget;
+pub mod known;
 pub mod limits;
 pub mod loaders;
 mod node;
@@ -10,6 +11,8 @@ mod providers;
 mod review;
 mod sections;
 mod subscriptions;
+
+use std::sync::Arc;
 
 use async_graphql::{
     MergedObject, Request, Response, Schema, SchemaBuilder, ValidationMode, Variables,
@@ -70,17 +73,41 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
 /// lookup and a boxed future per field), which cost about a tenth of the CPU of a queue page.
 /// It validates in async-graphql's fast mode, which still applies the depth and complexity
 /// limits; the strict rules already ran on the same document while pricing.
+///
+/// Documents and prices of operations seen before are kept ([`known`]), so a repeated
+/// operation is parsed, checked against the limits and strictly validated only once.
 #[derive(Clone)]
 pub struct AppSchema {
     pricing: RootSchema,
     executing: RootSchema,
+    known: Arc<known::KnownOperations>,
+    state: AppState,
 }
 
 impl AppSchema {
+    /// Every check on a document before it is priced ([`limits::check_query`]), skipped for a
+    /// text that passed them before. `Ok(None)`: the text does not parse (the schema reports
+    /// the syntax error).
+    pub fn check_query(
+        &self,
+        query: &str,
+    ) -> Result<Option<Arc<ExecutableDocument>>, limits::LimitExceeded> {
+        if let Some(document) = self.known.document(query) {
+            return Ok(Some(document));
+        }
+        let Some(document) = limits::check_query(query)? else {
+            return Ok(None);
+        };
+        let document = Arc::new(document);
+        self.known.remember_document(query, document.clone());
+        Ok(Some(document))
+    }
+
     /// Validates the operation and charges its cost to `budget`, running no resolver. `Err`
     /// holds the answer to give instead of executing it: the parse or validation errors, or
     /// `RATE_LIMITED` when the budget is spent. `document` is the parsed `query`, when the
-    /// transport parsed it already.
+    /// transport parsed it already. An operation that passed strict validation before (same
+    /// text, operation name and variables) is only charged.
     pub async fn price(
         &self,
         query: &str,
@@ -89,6 +116,12 @@ impl AppSchema {
         variables: &Variables,
         budget: &budget::CostBudget,
     ) -> Result<(), Response> {
+        let key = self.known.price_key(query, operation_name, variables);
+        if let Some(cost) = key.as_deref().and_then(|key| self.known.price(key)) {
+            return budget::charge(&self.state, budget, cost)
+                .await
+                .map_err(|refusal| Response::from_errors(vec![refusal]));
+        }
         let mut request = match document {
             // The text is only parsed when there is no document.
             Some(document) => {
@@ -104,6 +137,10 @@ impl AppSchema {
             request = request.operation_name(name);
         }
         let response = self.pricing.execute(request).await;
+        // The cost is recorded once strict validation passed, whatever the charge decided.
+        if let (Some(key), Some(cost)) = (key, budget.cost()) {
+            self.known.remember_price(key, cost);
+        }
         if response.errors.is_empty() {
             Ok(())
         } else {
@@ -143,6 +180,8 @@ pub fn build_schema(state: AppState) -> AppSchema {
     AppSchema {
         pricing: configure(builder().extension(budget::QueryCostLimit)),
         executing: configure(builder().validation_mode(ValidationMode::Fast)),
+        known: Arc::default(),
+        state,
     }
 }
 

@@ -597,7 +597,7 @@ impl Connection {
             );
             return self.send_error(&id, &message, "RATE_LIMITED").await;
         }
-        let document = match crate::graphql::limits::check_query(&payload.query) {
+        let document = match self.realtime.shared.schema.check_query(&payload.query) {
             Ok(document) => document,
             Err(exceeded) => {
                 tracing::warn!(
@@ -621,7 +621,7 @@ impl Connection {
         let budget = CostBudget::new(Subject::User(principal.user_id));
         let priced = Box::pin(self.realtime.shared.schema.price(
             &payload.query,
-            document.as_ref(),
+            document.as_deref(),
             payload.operation_name.as_deref(),
             &variables,
             &budget,
@@ -638,7 +638,7 @@ impl Connection {
         let group = GroupKey::of(
             &principal,
             &payload.query,
-            document.as_ref(),
+            document.as_deref(),
             payload.operation_name.as_deref(),
             variables_json.as_ref(),
         );
@@ -664,7 +664,7 @@ impl Connection {
                     request = request.operation_name(name);
                 }
                 if let Some(document) = document {
-                    request.set_parsed_query(document);
+                    request.set_parsed_query(Arc::unwrap_or_clone(document));
                 }
                 Start {
                     responses: schema
