@@ -12,7 +12,7 @@ use entity::{event, provider, submission, user};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::{loaders, node::GlobalId, payload};
+use super::{loaders, node::GlobalId, payload, sections::StoredDraft};
 use crate::{
     auth::{Principal, Role, RoleGuard, Viewer},
     criteria::{CriteriaReport, Criterion},
@@ -94,8 +94,8 @@ impl Provider {
         self.0.updated_at
     }
     /// The dashboard sections being edited.
-    async fn draft(&self) -> ApiResult<ProviderDraft> {
-        parse_draft(&self.0.draft)
+    async fn draft(&self) -> ApiResult<StoredDraft<'_>> {
+        StoredDraft::of(&self.0.draft)
     }
     /// The draft's sample e-mail checked against the registration criteria.
     async fn criteria_report(&self) -> Option<CriteriaReport> {
@@ -232,8 +232,8 @@ impl Submission {
             .collect()
     }
     /// The sections as they were when submitted.
-    async fn sections(&self) -> ApiResult<ProviderDraft> {
-        parse_draft(&self.0.snapshot)
+    async fn sections(&self) -> ApiResult<StoredDraft<'_>> {
+        StoredDraft::of(&self.0.snapshot)
     }
     /// The criteria report frozen with the submission.
     async fn criteria_report(&self) -> Option<CriteriaReport> {

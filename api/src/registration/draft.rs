@@ -1,7 +1,9 @@
 //! The dashboard sections of a provider's draft, as parsed domain values.
 //!
 //! The draft is stored as one JSON document. Every value in it went through a domain type's
-//! parser, and deserialising parses again, so a stored draft can never hold an invalid value.
+//! parser, and deserialising parses again, so a draft edited, submitted or mailed from can never
+//! hold an invalid value. The API shows the stored sections without parsing them again
+//! (`graphql::sections`).
 
 use async_graphql::Enum;
 use serde::{Deserialize, Serialize};
@@ -170,5 +172,52 @@ impl ProviderDraft {
             .into_iter()
             .map(|change| change.path)
             .collect()
+    }
+}
+
+/// Drafts for tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::*;
+
+    fn text(value: &str) -> BoundedText {
+        BoundedText::parse(value, 100, true).expect("text")
+    }
+
+    /// A draft with every section and every optional field filled.
+    pub(crate) fn full_draft() -> ProviderDraft {
+        ProviderDraft {
+            provider_details: Some(ProviderDetails {
+                sender_emails: vec![SenderAddress::parse("a@contoso.com").expect("sender")],
+                target_urls: vec![TargetUrl::parse("https://api.contoso.com").expect("url")],
+                public_key: Some(
+                    RsaPublicKey::parse(include_str!("../domain/testdata/rsa2048.spki.pem"))
+                        .expect("key"),
+                ),
+            }),
+            scope: Some(Scope::Global),
+            contact_info: Some(ContactInfo {
+                name: text("Dana"),
+                email: EmailAddress::parse("dana@contoso.com").expect("email"),
+                phone: Some(PhoneNumber::parse("+1 425 555 0100").expect("phone")),
+            }),
+            publisher_info: Some(PublisherInfo {
+                publisher_name: text("Contoso"),
+                website_url: HttpsUrl::parse("https://www.contoso.com").expect("url"),
+                support_url: HttpsUrl::parse("https://support.contoso.com").expect("url"),
+                description: text("Expenses"),
+            }),
+            scenario_details: Some(ScenarioDetails {
+                description: text("Approvals"),
+                action_usage: text("Approve"),
+                expected_daily_volume: 10,
+                mail_type: MailType::Transactional,
+                sending_history_weeks: 4,
+            }),
+            verification_details: Some(VerificationDetails {
+                reviewer_instructions: text("Steps"),
+                sample_email: Some("From: a@contoso.com\r\n\r\nx".to_owned()),
+            }),
+        }
     }
 }

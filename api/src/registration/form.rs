@@ -138,55 +138,8 @@ pub fn form_paths() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        BoundedText, EmailAddress, HttpsUrl, PhoneNumber, RsaPublicKey, SenderAddress, TargetUrl,
-    };
     use crate::registration::diff::changes;
-    use crate::registration::draft::{
-        ContactInfo, MailType, ProviderDetails, ProviderDraft, PublisherInfo, ScenarioDetails,
-        Scope, VerificationDetails,
-    };
-
-    fn text(value: &str) -> BoundedText {
-        BoundedText::parse(value, 100, true).expect("text")
-    }
-
-    /// A draft with every section and every optional field filled.
-    fn full_draft() -> ProviderDraft {
-        ProviderDraft {
-            provider_details: Some(ProviderDetails {
-                sender_emails: vec![SenderAddress::parse("a@contoso.com").expect("sender")],
-                target_urls: vec![TargetUrl::parse("https://api.contoso.com").expect("url")],
-                public_key: Some(
-                    RsaPublicKey::parse(include_str!("../domain/testdata/rsa2048.spki.pem"))
-                        .expect("key"),
-                ),
-            }),
-            scope: Some(Scope::Global),
-            contact_info: Some(ContactInfo {
-                name: text("Dana"),
-                email: EmailAddress::parse("dana@contoso.com").expect("email"),
-                phone: Some(PhoneNumber::parse("+1 425 555 0100").expect("phone")),
-            }),
-            publisher_info: Some(PublisherInfo {
-                publisher_name: text("Contoso"),
-                website_url: HttpsUrl::parse("https://www.contoso.com").expect("url"),
-                support_url: HttpsUrl::parse("https://support.contoso.com").expect("url"),
-                description: text("Expenses"),
-            }),
-            scenario_details: Some(ScenarioDetails {
-                description: text("Approvals"),
-                action_usage: text("Approve"),
-                expected_daily_volume: 10,
-                mail_type: MailType::Transactional,
-                sending_history_weeks: 4,
-            }),
-            verification_details: Some(VerificationDetails {
-                reviewer_instructions: text("Steps"),
-                sample_email: Some("From: a@contoso.com\r\n\r\nx".to_owned()),
-            }),
-        }
-    }
+    use crate::registration::draft::{ProviderDraft, fixture::full_draft};
 
     #[test]
     fn the_form_lists_exactly_the_fields_a_draft_holds() {
