@@ -320,8 +320,8 @@ async fn users_by_id(
     Ok(rows.into_iter().map(|row| (row.id, row)).collect())
 }
 
-/// The frozen sections the benchmark selects, straight from the snapshot document. (The service
-/// deserialises the whole snapshot into its validated domain types first.)
+/// The frozen sections the benchmark selects, straight from the snapshot document, as the
+/// service reads them.
 fn sections(snapshot: &Value) -> Value {
     let details = &snapshot["providerDetails"];
     let contact = &snapshot["contactInfo"];
