@@ -178,8 +178,8 @@ pub async fn graphql(
 
     // Size, nesting, tokens and the document limits; a text that passed them before is not
     // scanned or parsed again.
-    let document = match schema.check_query(&params.query) {
-        Ok(document) => document,
+    let checked = match schema.check_query(&params.query) {
+        Ok(checked) => checked,
         Err(exceeded) => {
             tracing::warn!(code = exceeded.code, "GraphQL document refused by a limit");
             let status = if exceeded.is_too_large() {
@@ -190,7 +190,8 @@ pub async fn graphql(
             return transport_error(status, response_type, exceeded.code, &exceeded.message);
         }
     };
-    let operation = document
+    let operation = checked
+        .document
         .as_ref()
         .and_then(|d| inspect_operation(d, params.operation_name.as_deref()));
     if let Some((kind, _)) = &operation {
@@ -252,11 +253,11 @@ pub async fn graphql(
         None => Subject::Address(client),
     });
     let statements = Arc::new(AtomicU64::new(0));
-    let parsed = document.is_some();
+    let parsed = checked.document.is_some();
     let priced = schema
         .price(
             &params.query,
-            document.as_deref(),
+            &checked,
             params.operation_name.as_deref(),
             &variables,
             &budget,
@@ -278,7 +279,7 @@ pub async fn graphql(
                 graphql_request = graphql_request.operation_name(name);
             }
             // The document was parsed once already, for the limits; the schema reuses it.
-            if let Some(document) = document {
+            if let Some(document) = checked.document {
                 graphql_request.set_parsed_query(Arc::unwrap_or_clone(document));
             }
             counting_statements(statements.clone(), schema.execute(graphql_request)).await

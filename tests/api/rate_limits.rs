@@ -3,6 +3,7 @@
 //! the in-memory fallback when Redis goes away; and the other per-environment switches of the
 //! public API (introspection, field suggestions, CORS).
 
+use dashboard::{graphql::budget::CostBudget, rate_limit::Subject};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -348,6 +349,46 @@ async fn repeated_operations_are_charged_every_time_and_validated_for_their_own_
             "{body}"
         );
     }
+}
+
+/// Only documents of operations that passed validation are kept, so text that parses but means
+/// nothing (never charged to a budget) cannot fill the cache; and a kept document is found
+/// again without parsing.
+#[tokio::test]
+async fn only_documents_of_valid_operations_are_kept() {
+    let app = rate_limited_app(&[("RATE_LIMIT_QUERY_COST", "2000/1h")]).await;
+    let schema = dashboard::graphql::build_schema(app.state.clone());
+    let budget = CostBudget::new(Subject::Address("192.0.2.10".parse().expect("an address")));
+    let none = async_graphql::Variables::default();
+
+    for (query, valid) in [
+        ("{ nonsense { at all } }", false),
+        ("query($unused: Int) { __typename }", false),
+        ("{ __typename }", true),
+    ] {
+        let first = schema.check_query(query).expect("within the limits");
+        assert!(!first.was_known(), "{query}");
+        let priced = schema.price(query, &first, None, &none, &budget).await;
+        assert_eq!(priced.is_ok(), valid, "{query}: {priced:?}");
+        let again = schema.check_query(query).expect("within the limits");
+        assert_eq!(again.was_known(), valid, "{query}");
+    }
+    let (kept, weight) = schema.documents_kept();
+    assert_eq!(kept, 1);
+    assert!(weight > 0);
+
+    // Validation covers the whole document, so naming its one valid operation does not get a
+    // document with an invalid one kept.
+    let two = "query Bad { viewer { id favouriteColour } } query Good { __typename }";
+    for name in ["Good", "Bad"] {
+        let checked = schema.check_query(two).expect("within the limits");
+        assert!(!checked.was_known());
+        let priced = schema
+            .price(two, &checked, Some(name), &none, &budget)
+            .await;
+        assert!(priced.is_err(), "{name}");
+    }
+    assert_eq!(schema.documents_kept().0, 1);
 }
 
 #[tokio::test]

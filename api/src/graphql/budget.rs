@@ -48,6 +48,12 @@ impl CostBudget {
         self.charged().cost
     }
 
+    /// Forgets the cost of an operation priced before with this budget, so that [`Self::cost`]
+    /// tells about the next one only.
+    pub fn forget_cost(&self) {
+        self.update(|charged| charged.cost = None);
+    }
+
     fn charged(&self) -> Charged {
         *self
             .charged

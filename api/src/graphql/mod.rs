@@ -84,44 +84,71 @@ pub struct AppSchema {
     state: AppState,
 }
 
+/// A query text that passed the document limits, and its document.
+pub struct CheckedQuery {
+    /// The parsed text; `None` when it does not parse (the schema reports the syntax error).
+    pub document: Option<Arc<ExecutableDocument>>,
+    /// Whether the document was found among the known ones rather than parsed now.
+    known: bool,
+}
+
+impl CheckedQuery {
+    /// Whether the document was found among the known ones rather than parsed now.
+    pub fn was_known(&self) -> bool {
+        self.known
+    }
+}
+
 impl AppSchema {
     /// Every check on a document before it is priced ([`limits::check_query`]), skipped for a
-    /// text that passed them before. `Ok(None)`: the text does not parse (the schema reports
-    /// the syntax error).
-    pub fn check_query(
-        &self,
-        query: &str,
-    ) -> Result<Option<Arc<ExecutableDocument>>, limits::LimitExceeded> {
+    /// text whose document is known (see [`known`]). A new document is kept once an operation
+    /// of it passes strict validation, in [`Self::price`].
+    pub fn check_query(&self, query: &str) -> Result<CheckedQuery, limits::LimitExceeded> {
         if let Some(document) = self.known.document(query) {
-            return Ok(Some(document));
+            return Ok(CheckedQuery {
+                document: Some(document),
+                known: true,
+            });
         }
-        let Some(document) = limits::check_query(query)? else {
-            return Ok(None);
-        };
-        let document = Arc::new(document);
-        self.known.remember_document(query, document.clone());
-        Ok(Some(document))
+        Ok(CheckedQuery {
+            document: limits::check_query(query)?.map(Arc::new),
+            known: false,
+        })
+    }
+
+    /// How many documents are kept, and their estimated size in all (for tests and
+    /// diagnostics).
+    pub fn documents_kept(&self) -> (usize, u64) {
+        self.known.documents_kept()
     }
 
     /// Validates the operation and charges its cost to `budget`, running no resolver. `Err`
     /// holds the answer to give instead of executing it: the parse or validation errors, or
-    /// `RATE_LIMITED` when the budget is spent. `document` is the parsed `query`, when the
-    /// transport parsed it already. An operation that passed strict validation before (same
-    /// text, operation name and variables) is only charged.
+    /// `RATE_LIMITED` when the budget is spent. `checked` is `query` as [`Self::check_query`]
+    /// left it. An operation that passed strict validation before (same text, operation name
+    /// and variables) is only charged. A new document of an operation that passes is kept.
     pub async fn price(
         &self,
         query: &str,
-        document: Option<&ExecutableDocument>,
+        checked: &CheckedQuery,
         operation_name: Option<&str>,
         variables: &Variables,
         budget: &budget::CostBudget,
     ) -> Result<(), Response> {
+        let remember = |known: &known::KnownOperations| {
+            if let (false, Some(document)) = (checked.known, &checked.document) {
+                known.remember_document(query, document);
+            }
+        };
         let key = self.known.price_key(query, operation_name, variables);
         if let Some(cost) = key.as_deref().and_then(|key| self.known.price(key)) {
+            remember(&self.known);
             return budget::charge(&self.state, budget, cost)
                 .await
                 .map_err(|refusal| Response::from_errors(vec![refusal]));
         }
+        let document = checked.document.as_deref();
+        budget.forget_cost();
         let mut request = match document {
             // The text is only parsed when there is no document.
             Some(document) => {
@@ -138,8 +165,11 @@ impl AppSchema {
         }
         let response = self.pricing.execute(request).await;
         // The cost is recorded once strict validation passed, whatever the charge decided.
-        if let (Some(key), Some(cost)) = (key, budget.cost()) {
-            self.known.remember_price(key, cost);
+        if let Some(cost) = budget.cost() {
+            remember(&self.known);
+            if let Some(key) = key {
+                self.known.remember_price(key, cost);
+            }
         }
         if response.errors.is_empty() {
             Ok(())

@@ -597,8 +597,8 @@ impl Connection {
             );
             return self.send_error(&id, &message, "RATE_LIMITED").await;
         }
-        let document = match self.realtime.shared.schema.check_query(&payload.query) {
-            Ok(document) => document,
+        let checked = match self.realtime.shared.schema.check_query(&payload.query) {
+            Ok(checked) => checked,
             Err(exceeded) => {
                 tracing::warn!(
                     code = exceeded.code,
@@ -621,12 +621,13 @@ impl Connection {
         let budget = CostBudget::new(Subject::User(principal.user_id));
         let priced = Box::pin(self.realtime.shared.schema.price(
             &payload.query,
-            document.as_deref(),
+            &checked,
             payload.operation_name.as_deref(),
             &variables,
             &budget,
         ))
         .await;
+        let document = checked.document;
         let parsed = document.is_some();
         if let Err(mut refusal) = priced {
             add_missing_codes(&mut refusal, parsed);
