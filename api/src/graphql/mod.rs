@@ -135,14 +135,14 @@ impl AppSchema {
         variables: &Variables,
         budget: &budget::CostBudget,
     ) -> Result<(), Response> {
-        let remember = |known: &known::KnownOperations| {
+        let remember = || {
             if let (false, Some(document)) = (checked.known, &checked.document) {
-                known.remember_document(query, document);
+                self.known.remember_document(query, document);
             }
         };
         let key = self.known.price_key(query, operation_name, variables);
         if let Some(cost) = key.as_deref().and_then(|key| self.known.price(key)) {
-            remember(&self.known);
+            remember();
             return budget::charge(&self.state, budget, cost)
                 .await
                 .map_err(|refusal| Response::from_errors(vec![refusal]));
@@ -166,7 +166,7 @@ impl AppSchema {
         let response = self.pricing.execute(request).await;
         // The cost is recorded once strict validation passed, whatever the charge decided.
         if let Some(cost) = budget.cost() {
-            remember(&self.known);
+            remember();
             if let Some(key) = key {
                 self.known.remember_price(key, cost);
             }

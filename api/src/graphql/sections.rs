@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     criteria::{CriteriaReport, Criterion, CriterionCheck, Verdict},
-    domain::{RsaPublicKey, SenderAddress, TargetUrl},
+    domain::{DomainName, RsaPublicKey, SenderAddress, TargetUrl},
     error::{ApiError, ApiResult},
     registration::{MailType, Scope},
 };
@@ -87,6 +87,14 @@ impl<'a> Section<'a> {
     fn malformed(&self, field: &str, expected: &str) -> ApiError {
         malformed(&format!("{}.{field}", self.name), expected)
     }
+
+    /// A stored value that no longer parses (an internal error: it parsed when it was saved).
+    fn unparsable(&self, field: &str, error: impl std::fmt::Debug) -> ApiError {
+        ApiError::internal(anyhow::anyhow!(
+            "stored provider sections: `{}.{field}` does not parse: {error:?}",
+            self.name
+        ))
+    }
 }
 
 fn malformed(path: &str, expected: &str) -> ApiError {
@@ -152,14 +160,6 @@ pub struct RegisteredDomain {
     pub registrable_domain: Option<String>,
 }
 
-/// A stored value that no longer parses (an internal error: it parsed when it was saved).
-fn unparsable(section: &Section<'_>, field: &str, error: impl std::fmt::Debug) -> ApiError {
-    ApiError::internal(anyhow::anyhow!(
-        "stored provider sections: `{}.{field}` does not parse: {error:?}",
-        section.name
-    ))
-}
-
 pub struct StoredProviderDetails<'a>(Section<'a>);
 
 /// "Details of your provider".
@@ -182,7 +182,7 @@ impl<'a> StoredProviderDetails<'a> {
             return Ok(None);
         };
         let key =
-            RsaPublicKey::parse(pem).map_err(|error| unparsable(&self.0, "publicKey", error))?;
+            RsaPublicKey::parse(pem).map_err(|error| self.0.unparsable("publicKey", error))?;
         Ok(Some(i32::try_from(key.bits()).unwrap_or(i32::MAX)))
     }
     /// Sender and target domains side by side with their registrable domains.
@@ -190,23 +190,19 @@ impl<'a> StoredProviderDetails<'a> {
         let mut domains = Vec::new();
         for value in self.0.texts("senderEmails")? {
             let sender = SenderAddress::parse(value)
-                .map_err(|error| unparsable(&self.0, "senderEmails", error))?;
+                .map_err(|error| self.0.unparsable("senderEmails", error))?;
             domains.push(registered(DomainRole::Sender, value, sender.domain()));
         }
         for value in self.0.texts("targetUrls")? {
-            let target = TargetUrl::parse(value)
-                .map_err(|error| unparsable(&self.0, "targetUrls", error))?;
+            let target =
+                TargetUrl::parse(value).map_err(|error| self.0.unparsable("targetUrls", error))?;
             domains.push(registered(DomainRole::Target, value, target.host()));
         }
         Ok(domains)
     }
 }
 
-fn registered(
-    role: DomainRole,
-    value: &str,
-    domain: &crate::domain::DomainName,
-) -> RegisteredDomain {
+fn registered(role: DomainRole, value: &str, domain: &DomainName) -> RegisteredDomain {
     RegisteredDomain {
         role,
         value: value.to_owned(),
